@@ -1,0 +1,1 @@
+"""driftpilot's pipeline stages: one sub-package per stage, each a pure core and a KFP wrapper."""

@@ -1,0 +1,34 @@
+"""The error hierarchy: every error driftpilot raises on purpose derives from DriftpilotError."""
+
+__all__ = [
+    "ConfigError",
+    "DataValidationError",
+    "DriftpilotError",
+    "IngestError",
+    "ModelRegistryError",
+    "ServingError",
+]
+
+
+class DriftpilotError(Exception):
+    """Base class of driftpilot's errors."""
+
+
+class ConfigError(DriftpilotError):
+    """A setting, task spec or pipeline parameter is missing or malformed."""
+
+
+class IngestError(DriftpilotError):
+    """No input could be read at all (every source was missing or quarantined)."""
+
+
+class DataValidationError(DriftpilotError):
+    """A batch has no rows left that pass validation."""
+
+
+class ModelRegistryError(DriftpilotError):
+    """The model registry lacks what a stage needs (no champion, unknown version)."""
+
+
+class ServingError(DriftpilotError):
+    """A model server could not be started, reached or stopped."""

@@ -1,0 +1,58 @@
+"""KFP wrapper of the drift stage."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
+
+from components.common.images import COMPONENTS_IMAGE
+
+
+@dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
+def detect_data_drift(
+    reference: Input[Dataset],
+    batch: Input[Dataset],
+    task: str,
+    fdr_q: float,
+    drift_share: float,
+    evidently: str,
+    report: Output[Artifact],
+    html: Output[HTML],
+    metrics: Output[Metrics],
+) -> NamedTuple(
+    "Drift", [("dataset_drift", bool), ("drifted_features", int), ("total_features", int), ("summary", str)]
+):
+    """Test every feature of the batch against the reference; write JSON and Evidently reports.
+
+    Args:
+        reference: The champion's reference rows.
+        batch: The new batch's validated rows.
+        task: Built-in task name or task YAML path.
+        fdr_q: False-discovery rate across the feature tests (Benjamini–Hochberg).
+        drift_share: Share of drifted features that makes the dataset drifted.
+        evidently: When to render Evidently's HTML report (sampled): ``always``, ``on-drift``
+            or ``never``; otherwise the HTML artifact is the table of per-feature tests.
+        report: The JSON drift report the decision reads.
+        html: Evidently's data drift report, or the per-feature table.
+        metrics: Drift share and per-feature effects.
+
+    Returns:
+        The dataset verdict, drifted and total feature counts, and a one-line summary.
+    """
+    from pathlib import Path
+
+    from components.drift.core import DriftConfig, detect_drift_files
+
+    result = detect_drift_files(
+        Path(reference.path),
+        Path(batch.path),
+        task,
+        report_path=Path(report.path),
+        html_path=Path(html.path),
+        evidently=evidently,
+        config=DriftConfig(fdr_q=fdr_q, drift_share=drift_share),
+    )
+    metrics.log_metric("drift_share", result.drift_share)
+    for feature in result.features:
+        metrics.log_metric(f"effect.{feature.feature}", feature.effect)
+    return (result.dataset_drift, len(result.drifted_features), len(result.features), result.summary())

@@ -1,0 +1,1 @@
+"""The evaluate stage: a model's metrics on labelled rows."""

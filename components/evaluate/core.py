@@ -1,0 +1,64 @@
+"""Score a model on labelled rows: ranking, calibration and thresholded metrics."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics
+
+from components.common.storage import read_table, write_json
+from components.features.core import build_labels
+from components.train.model import TrainedModel
+
+__all__ = ["evaluate_model", "score_predictions"]
+
+
+def score_predictions(labels: np.ndarray, proba: np.ndarray, *, threshold: float = 0.5) -> dict[str, float]:
+    """Compute binary classification metrics.
+
+    Args:
+        labels: 0/1 truth, shape (n,).
+        proba: Predicted P(label = 1), shape (n,).
+        threshold: Probability at or above which a row is predicted positive.
+
+    Returns:
+        ``auc`` and ``average_precision`` (NaN when the labels hold one class), ``log_loss``,
+        ``brier``, ``accuracy``, ``f1``, ``positive_rate`` (truth), ``predicted_rate`` and ``rows``.
+    """
+    labels = np.asarray(labels, dtype="int64")
+    proba = np.clip(np.asarray(proba, dtype="float64"), 1e-7, 1 - 1e-7)
+    predicted = (proba >= threshold).astype("int64")
+    both = len(np.unique(labels)) == 2
+    return {
+        "auc": float(metrics.roc_auc_score(labels, proba)) if both else math.nan,
+        "average_precision": float(metrics.average_precision_score(labels, proba)) if both else math.nan,
+        "log_loss": float(metrics.log_loss(labels, proba, labels=[0, 1])),
+        "brier": float(metrics.brier_score_loss(labels, proba)),
+        "accuracy": float(metrics.accuracy_score(labels, predicted)),
+        "f1": float(metrics.f1_score(labels, predicted, zero_division=0)),
+        "positive_rate": float(labels.mean()),
+        "predicted_rate": float(predicted.mean()),
+        "rows": float(len(labels)),
+    }
+
+
+def evaluate_model(model: TrainedModel, frame: pd.DataFrame) -> dict[str, float]:
+    """Score a model on labelled rows of its task."""
+    return score_predictions(build_labels(frame, model.task).to_numpy(), model.predict_proba(frame))
+
+
+def evaluate_files(model_dir: Path, data_path: Path, metrics_path: Path) -> dict[str, float]:
+    """Score a saved model on a Parquet table and write the metrics as JSON.
+
+    Args:
+        model_dir: Folder written by ``TrainedModel.save``.
+        data_path: Labelled validated rows (Parquet).
+        metrics_path: Where the metrics JSON is written.
+
+    Returns:
+        The metrics.
+    """
+    result = evaluate_model(TrainedModel.load(model_dir), read_table(data_path))
+    write_json(result, metrics_path)
+    return result

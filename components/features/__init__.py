@@ -1,0 +1,1 @@
+"""Features: model inputs and labels from validated rows, as a task spec says."""

@@ -1,0 +1,104 @@
+"""Turn validated rows into model inputs and labels, as a task spec says.
+
+Categorical features become pandas ``category`` columns (LightGBM reads them natively and maps
+unseen categories to missing at prediction time); numeric ones become ``float64``.
+"""
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from components.common.errors import ConfigError
+from components.common.task import TaskSpec
+
+__all__ = ["DERIVED_FEATURES", "build_features", "build_labels", "input_columns", "split_by_key"]
+
+
+def _event_age_days(frame: pd.DataFrame) -> pd.Series:
+    """Days between the event (SQLDATE) and its first report (DATEADDED): old news resurfacing."""
+
+    def digits(column: str) -> pd.Series:  # ints, floats (from JSON) and strings alike
+        return pd.to_numeric(frame[column], errors="coerce").astype("Int64").astype("string")
+
+    event = pd.to_datetime(digits("SQLDATE"), format="%Y%m%d", errors="coerce")
+    added = pd.to_datetime(digits("DATEADDED").str[:8], format="%Y%m%d", errors="coerce")
+    return (added - event).dt.days.astype("float64")
+
+
+DERIVED_FEATURES: dict[str, tuple[tuple[str, ...], Callable[[pd.DataFrame], pd.Series]]] = {
+    "event_age_days": (("SQLDATE", "DATEADDED"), _event_age_days),
+}
+"""Derived features by name: the columns each needs and how it is computed."""
+
+
+def input_columns(task: TaskSpec) -> tuple[str, ...]:
+    """Columns a caller must send to score a row: the source features plus derived inputs.
+
+    Raises:
+        ConfigError: When a derived feature is unknown.
+    """
+    columns = list(task.source_columns)
+    for name in task.derived:
+        if name not in DERIVED_FEATURES:
+            raise ConfigError(f"unknown derived feature {name!r}; known: {sorted(DERIVED_FEATURES)}")
+        columns.extend(c for c in DERIVED_FEATURES[name][0] if c not in columns)
+    return tuple(columns)
+
+
+def build_features(frame: pd.DataFrame, task: TaskSpec) -> pd.DataFrame:
+    """Return the model inputs of a task, in the task's feature order.
+
+    Args:
+        frame: Validated rows (or a request's rows) carrying the task's source columns.
+        task: The task spec.
+
+    Returns:
+        One column per feature: categories as ``category`` (empty strings count as missing),
+        numbers as ``float64``.
+
+    Raises:
+        ConfigError: When a column the task needs is missing or a derived feature is unknown.
+    """
+    missing = sorted(set(input_columns(task)) - set(frame.columns))
+    if missing:
+        raise ConfigError(f"input lacks columns {missing} needed by task {task.name!r}")
+    out = pd.DataFrame(index=frame.index)
+    for column in task.categorical:
+        values = frame[column].astype("string").str.strip()
+        out[column] = pd.Categorical(values.where(values.notna() & (values != ""), None).astype(object))
+    for column in task.numeric:
+        out[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    for name in task.derived:
+        out[name] = DERIVED_FEATURES[name][1](frame)
+    return out
+
+
+def build_labels(frame: pd.DataFrame, task: TaskSpec) -> pd.Series:
+    """Return the task's 0/1 labels.
+
+    Raises:
+        ConfigError: When the target column is missing.
+    """
+    column = task.target.column
+    if column not in frame.columns:
+        raise ConfigError(f"input lacks target column {column!r} of task {task.name!r}")
+    values = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    return pd.Series(task.target.apply(values.to_numpy()), index=frame.index, name="label")
+
+
+def split_by_key(keys: pd.Series, fraction: float, *, salt: str = "driftpilot") -> np.ndarray:
+    """Assign rows to a held-out part deterministically from a key (a row id or a group id).
+
+    The same key always lands on the same side, whatever the batch or row order.
+
+    Args:
+        keys: One key per row.
+        fraction: Share of rows to hold out, in [0, 1].
+        salt: Changes the assignment without changing the share.
+
+    Returns:
+        A boolean array, True for held-out rows.
+    """
+    hashed = pd.util.hash_pandas_object(keys.astype(str) + salt, index=False).to_numpy()
+    return (hashed % 10_000) < round(fraction * 10_000)

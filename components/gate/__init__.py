@@ -1,0 +1,1 @@
+"""Promotion gate: the challenger replaces the champion only if it does better on fresh rows."""

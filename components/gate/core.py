@@ -1,0 +1,127 @@
+"""Compare a challenger with the champion on the same held-out rows (paired bootstrap on AUC)."""
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from components.common.storage import read_table, write_json
+from components.features.core import build_labels
+from components.train.model import TrainedModel
+
+__all__ = ["GateResult", "compare_models", "gate_files"]
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The gate's verdict.
+
+    Attributes:
+        promote: The challenger should become champion.
+        champion_auc: Champion's AUC on the holdout.
+        challenger_auc: Challenger's AUC on the holdout.
+        auc_gain: Challenger minus champion.
+        gain_ci_low: 5th percentile of the paired bootstrap of the gain.
+        gain_ci_high: 95th percentile.
+        rows: Holdout rows.
+        reason: One sentence.
+    """
+
+    promote: bool
+    champion_auc: float
+    challenger_auc: float
+    auc_gain: float
+    gain_ci_low: float
+    gain_ci_high: float
+    rows: int
+    reason: str
+
+    def to_dict(self) -> dict[str, object]:
+        """Return the result as JSON-ready data."""
+        return asdict(self)
+
+
+def compare_models(
+    labels: np.ndarray,
+    champion_proba: np.ndarray,
+    challenger_proba: np.ndarray,
+    *,
+    min_gain: float = 0.0,
+    max_loss: float = 0.02,
+    n_boot: int = 500,
+    seed: int = 0,
+) -> GateResult:
+    """Decide whether the challenger beats the champion on the same rows.
+
+    The challenger is promoted when its AUC exceeds the champion's by more than ``min_gain``
+    and the lower end of the 90% paired-bootstrap interval of the gain stays above
+    ``-max_loss``: better on these rows, and not plausibly much worse.
+
+    Args:
+        labels: 0/1 truth of the holdout rows.
+        champion_proba: Champion's P(label = 1) per row.
+        challenger_proba: Challenger's P(label = 1) per row.
+        min_gain: Smallest AUC gain worth a model change.
+        max_loss: Largest AUC loss the interval may still admit.
+        n_boot: Bootstrap resamples.
+        seed: Bootstrap seed.
+
+    Returns:
+        The verdict with both AUCs and the interval of the gain.
+    """
+    labels = np.asarray(labels, dtype="int64")
+    if len(np.unique(labels)) < 2:
+        return GateResult(
+            False,
+            float("nan"),
+            float("nan"),
+            float("nan"),
+            float("nan"),
+            float("nan"),
+            len(labels),
+            "holdout has one class: AUC undefined, champion kept",
+        )
+    champion_auc = float(roc_auc_score(labels, champion_proba))
+    challenger_auc = float(roc_auc_score(labels, challenger_proba))
+    rng = np.random.default_rng(seed)
+    gains = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(labels), len(labels))
+        if len(np.unique(labels[idx])) < 2:
+            continue
+        gains.append(
+            roc_auc_score(labels[idx], challenger_proba[idx]) - roc_auc_score(labels[idx], champion_proba[idx])
+        )
+    low, high = (float(v) for v in np.percentile(gains, [5, 95]))
+    gain = challenger_auc - champion_auc
+    promote = gain > min_gain and low > -max_loss
+    verdict = "promote challenger" if promote else "keep champion"
+    reason = (
+        f"{verdict}: AUC {challenger_auc:.3f} vs {champion_auc:.3f} "
+        f"(gain {gain:+.3f}, 90% CI [{low:+.3f}, {high:+.3f}], {len(labels)} rows)"
+    )
+    return GateResult(promote, champion_auc, challenger_auc, gain, low, high, len(labels), reason)
+
+
+def gate_files(champion_dir: Path, challenger_dir: Path, holdout_path: Path, result_path: Path) -> GateResult:
+    """Score both saved models on the holdout table and write the verdict as JSON.
+
+    Args:
+        champion_dir: The champion's model folder.
+        challenger_dir: The challenger's model folder.
+        holdout_path: Labelled rows neither model was trained on (Parquet).
+        result_path: Where the verdict is written.
+
+    Returns:
+        The verdict.
+    """
+    champion, challenger = TrainedModel.load(champion_dir), TrainedModel.load(challenger_dir)
+    holdout = read_table(holdout_path)
+    result = compare_models(
+        build_labels(holdout, challenger.task).to_numpy(),
+        champion.predict_proba(holdout),
+        challenger.predict_proba(holdout),
+    )
+    write_json(result.to_dict(), result_path)
+    return result

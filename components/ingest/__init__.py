@@ -1,0 +1,1 @@
+"""The ingest stage: GDELT export files to one raw table, unreadable input quarantined."""

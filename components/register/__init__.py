@@ -1,0 +1,1 @@
+"""The register stage: MLflow runs, registered versions and the champion/challenger aliases."""

@@ -1,0 +1,97 @@
+"""KFP wrappers of the register stage: record a version, fetch the champion, promote."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from components.common.images import COMPONENTS_IMAGE
+
+
+@dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
+def register_model_version(
+    model: Input[Model],
+    training_data: Input[Dataset],
+    tracking_uri: str,
+    artifact_root: str,
+    model_name: str,
+    alias: str,
+    source_batch: str,
+    pipeline_run: str,
+) -> str:
+    """Log a trained model to MLflow with lineage, register a version and set an alias on it.
+
+    Args:
+        model: The model folder from the train stage.
+        training_data: The rows it was trained on (a sample becomes the drift reference).
+        tracking_uri: MLflow tracking URI.
+        artifact_root: Artifact location for a new experiment ('' lets the server choose).
+        model_name: Registered model name (also the experiment name).
+        alias: Alias to point at the new version (``champion`` or ``challenger``).
+        source_batch: The newest batch in the training data.
+        pipeline_run: The KFP run that trained it.
+
+    Returns:
+        The new version number.
+    """
+    from pathlib import Path
+
+    from components.register.core import register_model
+
+    ref = register_model(
+        tracking_uri=tracking_uri,
+        artifact_root=artifact_root,
+        experiment=model_name,
+        model_name=model_name,
+        model_dir=Path(model.path),
+        training_data=[Path(training_data.path)],
+        alias=alias,
+        tags={"driftpilot.source_batch": source_batch, "driftpilot.kfp_run": pipeline_run},
+    )
+    return ref.version
+
+
+@dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
+def fetch_champion(tracking_uri: str, model_name: str, model: Output[Model], reference: Output[Dataset]) -> NamedTuple(
+    "Champion", [("version", str), ("baseline_auc", float)]
+):
+    """Copy the serving champion and its training reference sample out of MLflow.
+
+    Args:
+        tracking_uri: MLflow tracking URI.
+        model_name: Registered model name.
+        model: The champion's model folder.
+        reference: A sample of the champion's training rows.
+
+    Returns:
+        The champion's version and its validation AUC.
+    """
+    from pathlib import Path
+
+    from components.register.core import fetch_champion as fetch
+
+    ref = fetch(
+        tracking_uri=tracking_uri,
+        model_name=model_name,
+        model_dir=Path(model.path),
+        reference_path=Path(reference.path),
+    )
+    return (ref.version, float(ref.metrics.get("auc", float("nan"))))
+
+
+@dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
+def promote_champion(tracking_uri: str, model_name: str, version: str) -> str:
+    """Point the ``champion`` alias at a version; serving follows the alias.
+
+    Args:
+        tracking_uri: MLflow tracking URI.
+        model_name: Registered model name.
+        version: The version to promote.
+
+    Returns:
+        The promoted version.
+    """
+    from components.register.core import set_alias
+
+    set_alias(tracking_uri=tracking_uri, model_name=model_name, version=version)
+    return version

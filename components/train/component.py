@@ -1,0 +1,69 @@
+"""KFP wrappers of the train stage: pick the retraining window, train a model."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from components.common.images import COMPONENTS_IMAGE
+
+
+@dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
+def select_training_window(
+    lake_dir: str,
+    batch_id: str,
+    task: str,
+    window_batches: int,
+    holdout_fraction: float,
+    train_data: Output[Dataset],
+    holdout: Output[Dataset],
+) -> NamedTuple("Window", [("train_rows", int), ("holdout_rows", int)]):
+    """Pick the recent validated batches to retrain on and hold out part of the current batch.
+
+    Args:
+        lake_dir: Root of the lake holding validated batches.
+        batch_id: The current batch.
+        task: Built-in task name or task YAML path.
+        window_batches: Batches in the training window, the current one included.
+        holdout_fraction: Share of the current batch (by group key) kept for the promotion gate.
+        train_data: Rows to train on (Parquet).
+        holdout: Rows to judge challenger and champion by (Parquet).
+
+    Returns:
+        Row counts of both tables.
+    """
+    from pathlib import Path
+
+    from components.common.storage import write_table
+    from components.train.core import select_window
+
+    rows, held = select_window(
+        Path(lake_dir), batch_id, task, window_batches=window_batches, holdout_fraction=holdout_fraction
+    )
+    write_table(rows, Path(train_data.path))
+    write_table(held, Path(holdout.path))
+    return (len(rows), len(held))
+
+
+@dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
+def train_lightgbm(data: Input[Dataset], task: str, seed: int, model: Output[Model], metrics: Output[Metrics]) -> float:
+    """Train a LightGBM classifier with early stopping on a held-out slice of articles.
+
+    Args:
+        data: Validated rows with the task's columns and target.
+        task: Built-in task name or task YAML path.
+        seed: Random seed; same data and seed give the same model.
+        model: The model folder (booster, task, metrics, params).
+        metrics: Validation metrics.
+
+    Returns:
+        Validation AUC.
+    """
+    from pathlib import Path
+
+    from components.train.core import TrainConfig, train_files
+
+    outcome = train_files([Path(data.path)], task, Path(model.path), TrainConfig(seed=seed))
+    for name, value in outcome.metrics.items():
+        metrics.log_metric(name, value)
+    return outcome.metrics["auc"]

@@ -1,0 +1,1 @@
+"""driftpilot's pipelines, their compilation, the CLI and the local demo."""

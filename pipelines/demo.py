@@ -1,0 +1,190 @@
+"""The embedded demo: train on the earliest real GDELT batches, replay the rest through the loop.
+
+Everything runs on this machine: kfp.local runs the pipelines, MLflow keeps its registry in
+SQLite, and a local KServe model server serves the champion. All outputs live under one folder.
+"""
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import pandas as pd
+import requests
+
+from components.common.errors import ConfigError
+from pipelines.settings import Settings
+
+__all__ = ["DemoOptions", "gdelt_batches", "run_demo"]
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What the demo replays.
+
+    Attributes:
+        train_batches: How many of the earliest batches the first champion is trained on.
+        max_replay: Replay at most this many of the later batches (0: all).
+        keep_serving: Leave the model server running at the end.
+    """
+
+    train_batches: int = 10
+    max_replay: int = 0
+    keep_serving: bool = False
+
+
+def gdelt_batches(data_dir: Path) -> list[Path]:
+    """Return the GDELT 2.0 15-minute exports in a data folder, oldest first."""
+    files = sorted((data_dir / "gdelt").glob("[0-9]" * 14 + ".export.CSV"))
+    if not files:
+        raise ConfigError(
+            f"no GDELT exports (YYYYMMDDHHMMSS.export.CSV) in {data_dir / 'gdelt'}: set DRIFTPILOT_DATA_DIR"
+        )
+    return files
+
+
+def _say(out: TextIO, text: str) -> None:
+    print(text, file=out, flush=True)
+
+
+def _serving_version(settings: Settings) -> str:
+    from components.register.core import find_alias
+
+    champion = find_alias(tracking_uri=settings.tracking_uri, model_name=settings.model_name)
+    return champion.version if champion else "-"
+
+
+def _request_rows(batch: Path, settings: Settings, n: int) -> pd.DataFrame:
+    """Real rows of a batch, as a client would send them (the model's input columns)."""
+    from components.common.task import load_task
+    from components.features.core import input_columns
+    from components.ingest.core import ingest_files
+    from components.validate.core import validate_events
+
+    task = load_task(settings.task)
+    raw = ingest_files([batch], quarantine_dir=settings.home / "scratch").raw
+    valid = validate_events(raw).valid.head(n)
+    columns = input_columns(task)
+    rows = valid[list(columns)].copy()
+    for column in columns:
+        if column in task.categorical:
+            rows[column] = rows[column].astype("string").fillna("").astype(str)
+        else:
+            rows[column] = pd.to_numeric(rows[column]).astype("float64")
+    return rows
+
+
+def _query_server(url: str, model: str, rows: pd.DataFrame, out: TextIO) -> None:
+    """Send the same rows through V1 and V2 and print the answers and latencies."""
+    instances = json.loads(rows.to_json(orient="records"))
+    started = time.perf_counter()
+    v1 = requests.post(f"{url}/v1/models/{model}:predict", json={"instances": instances}, timeout=30)
+    v1_ms = (time.perf_counter() - started) * 1000
+    v1.raise_for_status()
+    inputs = []
+    for column in rows.columns:
+        is_text = rows[column].dtype == object
+        inputs.append(
+            {
+                "name": column,
+                "shape": [len(rows)],
+                "datatype": "BYTES" if is_text else "FP64",
+                "data": rows[column].tolist(),
+            }
+        )
+    started = time.perf_counter()
+    v2 = requests.post(f"{url}/v2/models/{model}/infer", json={"inputs": inputs}, timeout=30)
+    v2_ms = (time.perf_counter() - started) * 1000
+    v2.raise_for_status()
+    v1_p = v1.json()["predictions"]
+    v2_p = v2.json()["outputs"][0]["data"]
+    _say(out, f"V1 {url}/v1/models/{model}:predict  {len(rows)} rows in {v1_ms:.1f} ms")
+    _say(out, f"   P(AvgTone < -5) = {[round(p, 3) for p in v1_p]}")
+    _say(out, f"V2 {url}/v2/models/{model}/infer     {len(rows)} rows in {v2_ms:.1f} ms")
+    _say(out, f"   P(AvgTone < -5) = {[round(p, 3) for p in v2_p]}")
+
+
+def run_demo(
+    settings: Settings, options: DemoOptions = DemoOptions(), out: TextIO = sys.stdout
+) -> list[dict[str, Any]]:
+    """Run the demo; return one record per replayed batch.
+
+    Args:
+        settings: Where state goes (the demo starts ``settings.home`` afresh) and what it reads.
+        options: How many batches to train on and replay.
+        out: Where progress and results are printed.
+
+    Returns:
+        The replayed batches' outcomes (batch, rows, drift, AUCs, action, reason, serving version).
+
+    Raises:
+        ConfigError: When there are not enough batches to train on and replay.
+    """
+    from components.deploy.core import read_deployment, stop_local
+    from pipelines.drift_response import drift_response_pipeline
+    from pipelines.local import init_local, run_pipeline
+    from pipelines.training import training_pipeline
+
+    batches = gdelt_batches(settings.data_dir)
+    if len(batches) <= options.train_batches:
+        raise ConfigError(f"{len(batches)} batches in {settings.data_dir}: need more than {options.train_batches}")
+    train, replay = batches[: options.train_batches], batches[options.train_batches :]
+    if options.max_replay:
+        replay = replay[: options.max_replay]
+    if settings.home.exists():
+        stop_local(settings.serving_dir)
+        shutil.rmtree(settings.home)
+    settings.home.mkdir(parents=True)
+    init_local(settings.pipeline_root)
+    arguments = settings.pipeline_arguments()
+    began = time.perf_counter()
+    _say(out, f"driftpilot demo: outputs in {settings.home}")
+    _say(out, f"training the first champion on {len(train)} batches ({train[0].name[:14]}..{train[-1].name[:14]}) ...")
+    run_pipeline(
+        training_pipeline,
+        {**arguments, "source_paths": [str(p) for p in train]},
+        log_path=settings.logs_dir / "training.log",
+    )
+    champion = _serving_version(settings)
+    _say(out, f"champion v{champion} trained, registered and served ({time.perf_counter() - began:.0f}s)")
+    _say(out, f"replaying {len(replay)} batches through drift_response_pipeline (logs: {settings.logs_dir})")
+    _say(out, f"{'batch':14}  {'rows':>5}  {'AUC':>5} {'base':>5}  {'action':8} serving  drift | reason")
+    records = []
+    for index, batch in enumerate(replay, start=1):
+        step = time.perf_counter()
+        result = run_pipeline(
+            drift_response_pipeline,
+            {**arguments, "source_paths": [str(batch)]},
+            log_path=settings.logs_dir / f"drift-response-{batch.name[:14]}.log",
+        )
+        serving = _serving_version(settings)
+        outcome = ""
+        if result["action"] == "retrain":
+            outcome = f" → promoted v{serving}" if serving != champion else " → challenger rejected by gate"
+        champion = serving
+        record = {**result, "serving": serving, "seconds": round(time.perf_counter() - step, 1)}
+        records.append(record)
+        _say(
+            out,
+            f"{result['batch_id']:14}  {result['rows']:>5}  {result['batch_auc']:.3f} {result['baseline_auc']:.3f}  "
+            f"{result['action']:8} v{serving:<6}  {result['drift']} | {result['reason']}{outcome}"
+            f"  [{index}/{len(replay)}, {record['seconds']}s]",
+        )
+    (settings.home / "demo-summary.json").write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
+    deployment = read_deployment(settings.serving_dir)
+    if deployment is None:
+        raise ConfigError(f"no model server recorded in {settings.serving_dir}")
+    _say(out, f"serving {settings.model_name} v{deployment.model_version} at {deployment.url} (pid {deployment.pid})")
+    _query_server(deployment.url, settings.model_name, _request_rows(replay[-1], settings, 5), out)
+    if not options.keep_serving:
+        stop_local(settings.serving_dir)
+        _say(out, "model server stopped (use --keep-serving to leave it running)")
+    actions = pd.Series([r["action"] for r in records]).value_counts().to_dict()
+    _say(
+        out,
+        f"done in {time.perf_counter() - began:.0f}s: actions {actions}; summary {settings.home / 'demo-summary.json'}",
+    )
+    return records

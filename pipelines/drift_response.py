@@ -1,0 +1,141 @@
+"""The drift-response pipeline, run once per new batch.
+
+ingest → validate → fetch champion → detect drift → evaluate champion → decide → if retrain:
+select window → train → register challenger → gate → if better: promote → deploy.
+"""
+
+from typing import NamedTuple
+
+from kfp import dsl
+
+from components.decide.component import decide_response
+from components.deploy.component import deploy_champion
+from components.drift.component import detect_data_drift
+from components.evaluate.component import evaluate_model
+from components.gate.component import gate_challenger
+from components.ingest.component import ingest_gdelt
+from components.register.component import fetch_champion, promote_champion, register_model_version
+from components.train.component import select_training_window, train_lightgbm
+from components.validate.component import validate_gdelt
+
+
+class DriftResponse(NamedTuple):
+    """What one drift-response run concluded (the promotion outcome is read from the registry)."""
+
+    batch_id: str
+    rows: int
+    drift: str
+    batch_auc: float
+    baseline_auc: float
+    action: str
+    reason: str
+
+
+@dsl.pipeline(
+    name="driftpilot-drift-response", description="Check a new GDELT batch; retrain and promote if warranted."
+)
+def drift_response_pipeline(
+    source_paths: list,
+    lake_dir: str,
+    tracking_uri: str,
+    artifact_root: str,
+    serving_dir: str,
+    model_name: str = "gdelt-tone",
+    task: str = "gdelt-tone",
+    fdr_q: float = 0.05,
+    drift_share: float = 0.25,
+    evidently: str = "on-drift",
+    max_auc_drop: float = 0.03,
+    severe_auc_drop: float = 0.08,
+    min_rows: int = 200,
+    window_batches: int = 8,
+    holdout_fraction: float = 0.3,
+    seed: int = 42,
+    serving_port: int = 0,
+) -> DriftResponse:
+    """Respond to one new batch: detect drift, measure the champion, decide, maybe retrain.
+
+    Args:
+        source_paths: The new batch's GDELT export file(s).
+        lake_dir: Root of the lake (validated batches, quarantine).
+        tracking_uri: MLflow tracking URI.
+        artifact_root: MLflow artifact location for a new experiment ('' lets the server choose).
+        serving_dir: Folder of the local model server's state.
+        model_name: Registered model name.
+        task: Built-in task name or task YAML path.
+        fdr_q: False-discovery rate across the feature drift tests.
+        drift_share: Share of drifted features that makes the dataset drifted.
+        evidently: When to render Evidently's HTML report: ``always``, ``on-drift`` or ``never``.
+        max_auc_drop: AUC drop that, with drift, triggers a retrain.
+        severe_auc_drop: AUC drop that triggers a retrain even without drift.
+        min_rows: Batches with fewer valid rows are not acted on.
+        window_batches: Validated batches in the retraining window.
+        holdout_fraction: Share of the batch held out for the promotion gate.
+        seed: Training seed.
+        serving_port: Model server port (0 picks a free one).
+
+    Returns:
+        The batch, its drift summary, the champion's AUC on it and the decision.
+    """
+    ingest = ingest_gdelt(source_paths=source_paths, lake_dir=lake_dir)
+    batch_id = ingest.outputs["Output"]
+    validate = validate_gdelt(raw=ingest.outputs["raw"], batch_id=batch_id, lake_dir=lake_dir)
+    champion = fetch_champion(tracking_uri=tracking_uri, model_name=model_name)
+    drift = detect_data_drift(
+        reference=champion.outputs["reference"],
+        batch=validate.outputs["valid"],
+        task=task,
+        fdr_q=fdr_q,
+        drift_share=drift_share,
+        evidently=evidently,
+    )
+    evaluate = evaluate_model(model=champion.outputs["model"], data=validate.outputs["valid"])
+    decide = decide_response(
+        dataset_drift=drift.outputs["dataset_drift"],
+        drifted_features=drift.outputs["drifted_features"],
+        total_features=drift.outputs["total_features"],
+        baseline_auc=champion.outputs["baseline_auc"],
+        batch_auc=evaluate.outputs["Output"],
+        rows=validate.outputs["rows_valid"],
+        max_auc_drop=max_auc_drop,
+        severe_auc_drop=severe_auc_drop,
+        min_rows=min_rows,
+    )
+    with dsl.If(decide.outputs["action"] == "retrain", name="retrain"):
+        window = select_training_window(
+            lake_dir=lake_dir,
+            batch_id=batch_id,
+            task=task,
+            window_batches=window_batches,
+            holdout_fraction=holdout_fraction,
+        ).after(validate)
+        train = train_lightgbm(data=window.outputs["train_data"], task=task, seed=seed)
+        register = register_model_version(
+            model=train.outputs["model"],
+            training_data=window.outputs["train_data"],
+            tracking_uri=tracking_uri,
+            artifact_root=artifact_root,
+            model_name=model_name,
+            alias="challenger",
+            source_batch=batch_id,
+            pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        )
+        gate = gate_challenger(
+            champion=champion.outputs["model"], challenger=train.outputs["model"], holdout=window.outputs["holdout"]
+        )
+        with dsl.If(gate.outputs["promote"] == True, name="promote"):  # noqa: E712 (a KFP condition)
+            promote = promote_champion(
+                tracking_uri=tracking_uri, model_name=model_name, version=register.outputs["Output"]
+            )
+            deploy_champion(
+                tracking_uri=tracking_uri, model_name=model_name, serving_dir=serving_dir, port=serving_port
+            ).after(promote)
+    return DriftResponse(
+        batch_id=batch_id,
+        rows=validate.outputs["rows_valid"],
+        drift=drift.outputs["summary"],
+        batch_auc=evaluate.outputs["Output"],
+        baseline_auc=champion.outputs["baseline_auc"],
+        action=decide.outputs["action"],
+        reason=decide.outputs["reason"],
+    )

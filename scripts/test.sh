@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set everything up and run the test suite: lint, type checks, unit, component and integration tests.
+# Extra arguments go to pytest (e.g. ./scripts/test.sh -m "not integration").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+export DRIFTPILOT_DATA_DIR=${DRIFTPILOT_DATA_DIR:-$(cd .. && pwd)/shared/data}
+.venv/bin/ruff check components pipelines tests scripts
+.venv/bin/mypy
+.venv/bin/pytest "$@"

@@ -1,0 +1,39 @@
+from pathlib import Path
+
+import yaml
+
+from pipelines.cli import main
+
+
+def test_cli_compiles_both_pipelines(tmp_path: Path) -> None:
+    assert main(["compile", "--out", str(tmp_path)]) == 0
+    training = yaml.safe_load((tmp_path / "training_pipeline.yaml").read_text())
+    response = yaml.safe_load((tmp_path / "drift_response_pipeline.yaml").read_text())
+    assert training["pipelineInfo"]["name"] == "driftpilot-training"
+    assert response["pipelineInfo"]["name"] == "driftpilot-drift-response"
+    executors = response["deploymentSpec"]["executors"]
+    images = {e["container"]["image"] for e in executors.values()}
+    assert len(images) == 1 and next(iter(images)).startswith("docker.io/driftpilot/python-components:")
+    commands = " ".join(" ".join(e["container"].get("command", [])) for e in executors.values())
+    assert "pip install" not in commands  # components run on our image, nothing installed at run time
+    tasks = response["root"]["dag"]["tasks"]
+    assert "retrain" in str(tasks) and tasks["condition-1"]["triggerPolicy"]["condition"]
+    assert set(response["root"]["outputDefinitions"]["parameters"]) == {
+        "batch_id",
+        "rows",
+        "drift",
+        "batch_auc",
+        "baseline_auc",
+        "action",
+        "reason",
+    }
+
+
+def test_every_component_parameter_is_documented(tmp_path: Path) -> None:
+    main(["compile", "--out", str(tmp_path)])
+    for name in ("training_pipeline.yaml", "drift_response_pipeline.yaml"):
+        spec = yaml.safe_load((tmp_path / name).read_text())
+        for component in spec["components"].values():
+            for kind in ("parameters", "artifacts"):
+                for param, definition in component.get("inputDefinitions", {}).get(kind, {}).items():
+                    assert definition.get("description"), f"{name}: {param} has no description"

@@ -1,0 +1,68 @@
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.common.errors import DataValidationError
+from components.common.storage import write_table
+from components.evaluate.core import evaluate_model, score_predictions
+from components.gate.core import compare_models
+from components.train.core import TrainConfig, select_window, train_model
+from components.train.model import TrainedModel
+
+
+@pytest.fixture(scope="module")
+def outcome(validated, task):
+    frame = pd.concat([validated("20241022130000"), validated("20241022131500"), validated("20241022133000")])
+    return train_model(frame, task, TrainConfig(num_threads=1))
+
+
+def test_trained_model_beats_chance_on_a_later_real_batch(outcome, validated) -> None:
+    assert outcome.metrics["auc"] > 0.6
+    later = evaluate_model(outcome.model, validated("20241022150000"))
+    assert later["auc"] > 0.6 and later["rows"] == 1866
+
+
+def test_training_is_reproducible_and_saved_model_predicts_the_same(outcome, validated, task, tmp_path: Path) -> None:
+    frame = pd.concat([validated("20241022130000"), validated("20241022131500"), validated("20241022133000")])
+    again = train_model(frame, task, TrainConfig(num_threads=1))
+    batch = validated("20241022140000")
+    assert np.array_equal(again.model.predict_proba(batch), outcome.model.predict_proba(batch))
+    loaded = TrainedModel.load(outcome.model.save(tmp_path / "m"))
+    assert np.allclose(loaded.predict_proba(batch), outcome.model.predict_proba(batch))
+
+
+def test_one_class_data_is_refused(validated, task) -> None:
+    frame = validated("20241022130000")
+    with pytest.raises(DataValidationError, match="both classes"):
+        train_model(frame[frame.AvgTone >= -5], task)
+
+
+def test_scores_on_known_values() -> None:
+    scores = score_predictions(np.array([0, 0, 1, 1]), np.array([0.1, 0.6, 0.4, 0.9]))
+    assert scores["auc"] == 0.75 and scores["accuracy"] == 0.5 and scores["positive_rate"] == 0.5
+    assert np.isnan(score_predictions(np.array([1, 1]), np.array([0.2, 0.9]))["auc"])
+
+
+def test_gate_promotes_a_better_challenger_and_keeps_a_worse_one() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 1000)
+    good = np.clip(labels * 0.5 + rng.normal(0.25, 0.2, 1000), 0, 1)
+    weak = np.clip(labels * 0.1 + rng.normal(0.45, 0.2, 1000), 0, 1)
+    assert compare_models(labels, weak, good).promote
+    kept = compare_models(labels, good, weak)
+    assert not kept.promote and "keep champion" in kept.reason and kept.auc_gain < 0
+
+
+def test_window_holds_out_part_of_the_current_batch(validated, task, tmp_path: Path) -> None:
+    for batch in ("20241022130000", "20241022131500", "20241022133000"):
+        write_table(validated(batch), tmp_path / "validated" / f"{batch}.parquet")
+    train, holdout = select_window(tmp_path, "20241022131500", "gdelt-tone", window_batches=2, holdout_fraction=0.3)
+    current = validated("20241022131500")
+    assert len(train) + len(holdout) == len(validated("20241022130000")) + len(current)
+    assert set(holdout.GLOBALEVENTID) <= set(current.GLOBALEVENTID)
+    assert not set(holdout.GLOBALEVENTID) & set(train.GLOBALEVENTID)
+    assert not set(validated("20241022133000").GLOBALEVENTID) & set(train.GLOBALEVENTID)  # no future rows
+    with pytest.raises(DataValidationError, match="validate it first"):
+        select_window(tmp_path, "20991231000000", "gdelt-tone", window_batches=2, holdout_fraction=0.3)
