@@ -369,6 +369,7 @@ def deploy_local(
         raise ConfigError(f"deploy_local serves registered versions; {model_uri!r} is not a registry URI")
     version = resolve_model_version(model_uri=model_uri, tracking_uri=tracking_uri)
     pinned_uri = f"models:/{parsed.name}/{version}"
+    state_dir = state_dir.resolve()
     with _locked(state_dir):
         current = read_deployment(state_dir)
         if current is not None:

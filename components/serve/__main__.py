@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.workers != 1:
-        # Extra uvicorn workers re-import the app and would serve without the loaded model.
-        parser.error("--workers must be 1: one process holds the model")
+        # As in kserve's lgbserver: the model is loaded in this process; multi-process serving is untested.
+        parser.error("--workers must be 1: one process loads and serves the model")
     if args.configure_logging:
         kserve_logging.configure_logging(args.log_config_file)
     model = DriftpilotModel(args.model_name, args.model_uri, tracking_uri=args.tracking_uri)

@@ -352,8 +352,14 @@ class DriftpilotModel(kserve.Model):
             raise ServingError(f"cannot load {self.loaded_uri} (from {self.model_uri}): {exc}") from exc
         self.columns = columns_from_schema(self._pyfunc.metadata.get_input_schema())
         self.ready = True
-        logger.info("loaded %s as %r (version %s, %d input columns) in %.1f s", self.loaded_uri,
-                    self.name, self.model_version, len(self.columns), time.monotonic() - started)
+        logger.info(
+            "loaded %s as %r (version %s, %d input columns) in %.1f s",
+            self.loaded_uri,
+            self.name,
+            self.model_version,
+            len(self.columns),
+            time.monotonic() - started,
+        )
         return bool(self.ready)
 
     def get_input_types(self) -> list[dict[str, Any]]:

@@ -21,8 +21,12 @@ from components.deploy.core import (
 def _write_record(state_dir: Path, pid: int) -> Path:
     state_dir.mkdir(parents=True, exist_ok=True)
     record = {
-        "model_name": "gdelt-tone", "model_version": "3", "model_uri": "models:/gdelt-tone/3",
-        "url": "http://127.0.0.1:9", "port": 9, "pid": pid,
+        "model_name": "gdelt-tone",
+        "model_version": "3",
+        "model_uri": "models:/gdelt-tone/3",
+        "url": "http://127.0.0.1:9",
+        "port": 9,
+        "pid": pid,
         "log_path": str(state_dir / "server-3.log"),
     }
     path = state_dir / RECORD_FILE
@@ -47,8 +51,7 @@ def test_registry_uris_are_split_and_others_rejected(uri: str, expected: Registr
 
 def test_deploy_refuses_a_uri_outside_the_registry(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="registry URI"):
-        deploy_local(model_name="m", model_uri="runs:/abc/model", tracking_uri="sqlite:///x.db",
-                     state_dir=tmp_path)
+        deploy_local(model_name="m", model_uri="runs:/abc/model", tracking_uri="sqlite:///x.db", state_dir=tmp_path)
 
     assert not (tmp_path / RECORD_FILE).exists()
 
