@@ -43,7 +43,7 @@ def test_training_then_drift_response_on_real_batches(settings: Settings, gdelt_
         {**arguments, "source_paths": [str(gdelt_dir / "20241022131500.export.CSV")]},
         log_path=settings.logs_dir / "r1.log",
     )
-    assert first["batch_id"] == "20241022131500" and first["rows"] == 1313
+    assert first["batch_id"] == "20241022131500" and first["rows"] == 1725
     assert first["action"] in {"none", "monitor", "retrain"} and first["reason"]
     assert 0.5 < first["batch_auc"] < 1 and first["baseline_auc"] == pytest.approx(champion.metrics["auc"])
 
