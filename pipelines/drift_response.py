@@ -101,7 +101,7 @@ def drift_response_pipeline(
         severe_auc_drop=severe_auc_drop,
         min_rows=min_rows,
     )
-    with dsl.If(decide.outputs["action"] == "retrain", name="retrain"):
+    with dsl.If(decide.outputs["Output"] == "retrain", name="retrain"):
         window = select_training_window(
             lake_dir=lake_dir,
             batch_id=batch_id,
@@ -123,7 +123,7 @@ def drift_response_pipeline(
         gate = gate_challenger(
             champion=champion.outputs["model"], challenger=train.outputs["model"], holdout=window.outputs["holdout"]
         )
-        with dsl.If(gate.outputs["promote"] == True, name="promote"):  # noqa: E712 (a KFP condition)
+        with dsl.If(gate.outputs["Output"] == True, name="promote"):  # noqa: E712 (a KFP condition)
             promote = promote_champion(
                 tracking_uri=tracking_uri, model_name=model_name, version=register.outputs["Output"]
             )
@@ -136,6 +136,6 @@ def drift_response_pipeline(
         drift=drift.outputs["summary"],
         batch_auc=evaluate.outputs["Output"],
         baseline_auc=champion.outputs["baseline_auc"],
-        action=decide.outputs["action"],
+        action=decide.outputs["Output"],
         reason=decide.outputs["reason"],
     )

@@ -20,7 +20,7 @@ def decide_response(
     severe_auc_drop: float,
     min_rows: int,
     decision: Output[Artifact],
-) -> NamedTuple("Decision", [("action", str), ("reason", str)]):
+) -> NamedTuple("Decision", [("Output", str), ("reason", str)]):
     """Decide what to do about a batch: retrain, monitor, nothing, or skip it.
 
     Args:
@@ -36,7 +36,8 @@ def decide_response(
         decision: The decision with its evidence (JSON).
 
     Returns:
-        The action and its reason.
+        The action (``Output``: kfp.local 2.17 resolves ``dsl.If`` conditions only on outputs
+        named so) and its reason.
     """
     from pathlib import Path
 

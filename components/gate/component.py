@@ -15,7 +15,7 @@ def gate_challenger(
     holdout: Input[Dataset],
     result: Output[Artifact],
     metrics: Output[Metrics],
-) -> NamedTuple("Gate", [("promote", bool), ("reason", str)]):
+) -> NamedTuple("Gate", [("Output", bool), ("reason", str)]):
     """Compare challenger and champion on the same unseen rows (paired bootstrap on AUC).
 
     Args:
@@ -26,7 +26,7 @@ def gate_challenger(
         metrics: Both AUCs and the gain's interval.
 
     Returns:
-        Whether to promote, and why.
+        Whether to promote (``Output``, the name kfp.local 2.17 resolves in ``dsl.If``), and why.
     """
     from pathlib import Path
 
