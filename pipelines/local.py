@@ -53,5 +53,4 @@ def run_pipeline(pipeline: Callable[..., Any], arguments: dict[str, Any], *, log
     context = _captured(log_path) if log_path is not None else contextlib.nullcontext()
     with context:
         task = pipeline(**arguments)
-    outputs = getattr(task, "outputs", None)
-    return outputs
+    return getattr(task, "outputs", None)
