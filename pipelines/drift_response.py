@@ -47,6 +47,9 @@ def drift_response_pipeline(
     evidently: str = "on-drift",
     max_auc_drop: float = 0.03,
     severe_auc_drop: float = 0.08,
+    max_log_loss_rise: float = 0.25,
+    severe_log_loss_rise: float = 0.6,
+    label_alpha: float = 0.01,
     min_rows: int = 200,
     window_batches: int = 8,
     holdout_fraction: float = 0.3,
@@ -68,6 +71,9 @@ def drift_response_pipeline(
         evidently: When to render Evidently's HTML report: ``always``, ``on-drift`` or ``never``.
         max_auc_drop: AUC drop that, with drift, triggers a retrain.
         severe_auc_drop: AUC drop that triggers a retrain even without drift.
+        max_log_loss_rise: Relative log-loss rise that, with drift, triggers a retrain.
+        severe_log_loss_rise: Relative log-loss rise that triggers a retrain even without drift.
+        label_alpha: Significance level of the label prior-shift test.
         min_rows: Batches with fewer valid rows are not acted on.
         window_batches: Validated batches in the retraining window.
         holdout_fraction: Share of the batch held out for the promotion gate.
@@ -91,14 +97,14 @@ def drift_response_pipeline(
     )
     evaluate = evaluate_model(model=champion.outputs["model"], data=validate.outputs["valid"])
     decide = decide_response(
-        dataset_drift=drift.outputs["dataset_drift"],
-        drifted_features=drift.outputs["drifted_features"],
-        total_features=drift.outputs["total_features"],
-        baseline_auc=champion.outputs["baseline_auc"],
-        batch_auc=evaluate.outputs["Output"],
-        rows=validate.outputs["rows_valid"],
+        drift_report=drift.outputs["report"],
+        baseline_scores=champion.outputs["baseline"],
+        batch_scores=evaluate.outputs["scores"],
         max_auc_drop=max_auc_drop,
         severe_auc_drop=severe_auc_drop,
+        max_log_loss_rise=max_log_loss_rise,
+        severe_log_loss_rise=severe_log_loss_rise,
+        label_alpha=label_alpha,
         min_rows=min_rows,
     )
     with dsl.If(decide.outputs["Output"] == "retrain", name="retrain"):

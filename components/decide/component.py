@@ -3,35 +3,35 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Output
+from kfp.dsl import Artifact, Input, Output
 
 from components.common.images import COMPONENTS_IMAGE
 
 
 @dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
 def decide_response(
-    dataset_drift: bool,
-    drifted_features: int,
-    total_features: int,
-    baseline_auc: float,
-    batch_auc: float,
-    rows: int,
+    drift_report: Input[Artifact],
+    baseline_scores: Input[Artifact],
+    batch_scores: Input[Artifact],
     max_auc_drop: float,
     severe_auc_drop: float,
+    max_log_loss_rise: float,
+    severe_log_loss_rise: float,
+    label_alpha: float,
     min_rows: int,
     decision: Output[Artifact],
 ) -> NamedTuple("Decision", [("Output", str), ("reason", str)]):
     """Decide what to do about a batch: retrain, monitor, nothing, or skip it.
 
     Args:
-        dataset_drift: The drift stage's verdict.
-        drifted_features: Drifted feature count.
-        total_features: Tested feature count.
-        baseline_auc: The champion's validation AUC.
-        batch_auc: The champion's AUC on the batch.
-        rows: Labelled rows in the batch.
+        drift_report: The drift stage's JSON report.
+        baseline_scores: The champion's validation metrics (JSON).
+        batch_scores: The champion's metrics on the batch (JSON).
         max_auc_drop: AUC drop that, with drift, triggers a retrain.
         severe_auc_drop: AUC drop that triggers a retrain even without drift.
+        max_log_loss_rise: Relative log-loss rise that, with drift, triggers a retrain.
+        severe_log_loss_rise: Relative log-loss rise that triggers a retrain even without drift.
+        label_alpha: Significance level of the label prior-shift test.
         min_rows: Fewer labelled rows than this are not acted on.
         decision: The decision with its evidence (JSON).
 
@@ -41,17 +41,20 @@ def decide_response(
     """
     from pathlib import Path
 
-    from components.common.storage import write_json
-    from components.decide.core import Policy, decide
+    from components.decide.core import Policy, decide_files
 
-    result = decide(
-        dataset_drift=dataset_drift,
-        drifted_features=drifted_features,
-        total_features=total_features,
-        baseline_auc=baseline_auc,
-        batch_auc=batch_auc,
-        rows=rows,
-        policy=Policy(max_auc_drop=max_auc_drop, severe_auc_drop=severe_auc_drop, min_rows=min_rows),
+    result = decide_files(
+        Path(drift_report.path),
+        Path(baseline_scores.path),
+        Path(batch_scores.path),
+        Path(decision.path),
+        Policy(
+            max_auc_drop=max_auc_drop,
+            severe_auc_drop=severe_auc_drop,
+            max_log_loss_rise=max_log_loss_rise,
+            severe_log_loss_rise=severe_log_loss_rise,
+            label_alpha=label_alpha,
+            min_rows=min_rows,
+        ),
     )
-    write_json(result.to_dict(), Path(decision.path))
     return (result.action.value, result.reason)

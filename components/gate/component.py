@@ -16,7 +16,7 @@ def gate_challenger(
     result: Output[Artifact],
     metrics: Output[Metrics],
 ) -> NamedTuple("Gate", [("Output", bool), ("reason", str)]):
-    """Compare challenger and champion on the same unseen rows (paired bootstrap on AUC).
+    """Compare challenger and champion on the same unseen rows (paired bootstrap on AUC; log loss).
 
     Args:
         champion: The serving champion's model folder.
@@ -33,6 +33,7 @@ def gate_challenger(
     from components.gate.core import gate_files
 
     verdict = gate_files(Path(champion.path), Path(challenger.path), Path(holdout.path), Path(result.path))
-    for name in ("champion_auc", "challenger_auc", "auc_gain", "gain_ci_low", "gain_ci_high"):
+    names = ("champion_auc", "challenger_auc", "auc_gain", "gain_ci_low", "gain_ci_high")
+    for name in (*names, "champion_log_loss", "challenger_log_loss"):
         metrics.log_metric(name, getattr(verdict, name))
     return (verdict.promote, verdict.reason)

@@ -3,7 +3,7 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 from components.common.images import COMPONENTS_IMAGE
 
@@ -52,9 +52,9 @@ def register_model_version(
 
 
 @dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
-def fetch_champion(tracking_uri: str, model_name: str, model: Output[Model], reference: Output[Dataset]) -> NamedTuple(
-    "Champion", [("version", str), ("baseline_auc", float)]
-):
+def fetch_champion(
+    tracking_uri: str, model_name: str, model: Output[Model], reference: Output[Dataset], baseline: Output[Artifact]
+) -> NamedTuple("Champion", [("version", str), ("baseline_auc", float)]):
     """Copy the serving champion and its training reference sample out of MLflow.
 
     Args:
@@ -62,12 +62,14 @@ def fetch_champion(tracking_uri: str, model_name: str, model: Output[Model], ref
         model_name: Registered model name.
         model: The champion's model folder.
         reference: A sample of the champion's training rows.
+        baseline: The champion's validation metrics (JSON).
 
     Returns:
         The champion's version and its validation AUC.
     """
     from pathlib import Path
 
+    from components.common.storage import write_json
     from components.register.core import fetch_champion as fetch
 
     ref = fetch(
@@ -76,6 +78,7 @@ def fetch_champion(tracking_uri: str, model_name: str, model: Output[Model], ref
         model_dir=Path(model.path),
         reference_path=Path(reference.path),
     )
+    write_json(ref.metrics, Path(baseline.path))
     return (ref.version, float(ref.metrics.get("auc", float("nan"))))
 
 

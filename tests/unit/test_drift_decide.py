@@ -4,7 +4,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from components.decide.core import Action, decide
+from components.common.storage import write_json
+from components.decide.core import Action, Evidence, decide, decide_files
 from components.drift.core import DriftConfig, detect_drift, detect_drift_files
 
 
@@ -80,21 +81,50 @@ def test_evidently_report_is_rendered_when_asked(reference, task, validated, tmp
     assert "Drifted Columns" in page and len(page) > 100_000  # Evidently's self-contained report
 
 
+def _evidence(**changes: object) -> Evidence:
+    base = dict(
+        dataset_drift=False, drifted_features=1, total_features=16, label_p_value=0.5,
+        label_reference_rate=0.2, label_current_rate=0.2, baseline_auc=0.75, batch_auc=0.75,
+        baseline_log_loss=0.40, batch_log_loss=0.40, rows=1000,
+    )
+    return Evidence(**{**base, **changes})  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
-    ("drift", "baseline", "batch", "rows", "action"),
+    ("changes", "action", "words"),
     [
-        (True, 0.75, 0.70, 1000, Action.RETRAIN),
-        (False, 0.75, 0.65, 1000, Action.RETRAIN),
-        (True, 0.75, 0.74, 1000, Action.MONITOR),
-        (False, 0.75, 0.71, 1000, Action.MONITOR),
-        (False, 0.75, 0.76, 1000, Action.NONE),
-        (True, 0.75, 0.50, 100, Action.SKIP),
-        (True, 0.75, math.nan, 1000, Action.MONITOR),
+        ({"dataset_drift": True, "drifted_features": 5, "batch_auc": 0.70}, Action.RETRAIN, "data drift in 5/16"),
+        ({"batch_auc": 0.65}, Action.RETRAIN, "severe"),
+        ({"batch_log_loss": 0.70}, Action.RETRAIN, "severe"),
+        ({"label_p_value": 1e-9, "label_current_rate": 0.3, "batch_log_loss": 0.55}, Action.RETRAIN, "prior shift"),
+        ({"label_p_value": 1e-9, "label_current_rate": 0.3, "batch_log_loss": 0.45}, Action.MONITOR, "holds"),
+        ({"dataset_drift": True, "batch_auc": 0.74}, Action.MONITOR, "holds"),
+        ({"batch_auc": 0.71}, Action.MONITOR, "without drift"),
+        ({"batch_auc": 0.76}, Action.NONE, "no drift"),
+        ({"dataset_drift": True, "batch_auc": 0.50, "rows": 100}, Action.SKIP, "too few"),
+        ({"dataset_drift": True, "batch_auc": math.nan}, Action.MONITOR, "AUC not measurable"),
     ],
 )
-def test_policy_table(drift: bool, baseline: float, batch: float, rows: int, action: Action) -> None:
-    evidence = dict(dataset_drift=drift, drifted_features=5 if drift else 1, total_features=16,
-                    baseline_auc=baseline, batch_auc=batch, rows=rows)
-    decision = decide(**evidence)
-    assert decision.action is action and decision.reason
-    assert decide(**evidence).to_dict().__repr__() == decision.to_dict().__repr__()  # deterministic
+def test_policy_table(changes: dict[str, object], action: Action, words: str) -> None:
+    evidence = _evidence(**changes)
+    decision = decide(evidence)
+    assert decision.action is action and words in decision.reason
+    assert repr(decide(evidence).to_dict()) == repr(decision.to_dict())  # deterministic
+
+
+def test_decision_reads_the_stage_reports(reference, task, validated, tmp_path: Path) -> None:
+    ref_path, cur_path = tmp_path / "ref.parquet", tmp_path / "cur.parquet"
+    reference.to_parquet(ref_path)
+    validated("20241022140000").to_parquet(cur_path)
+    detect_drift_files(
+        ref_path, cur_path, "gdelt-tone", report_path=tmp_path / "drift.json", html_path=tmp_path / "d.html",
+        evidently="never",
+    )
+    write_json({"auc": 0.75, "log_loss": 0.40}, tmp_path / "baseline.json")
+    write_json({"auc": 0.60, "log_loss": 0.50, "rows": 1313.0}, tmp_path / "batch.json")
+    decision = decide_files(
+        tmp_path / "drift.json", tmp_path / "baseline.json", tmp_path / "batch.json", tmp_path / "decision.json"
+    )
+    assert decision.action is Action.RETRAIN and decision.evidence.rows == 1313
+    assert decision.evidence.total_features == len(task.features)
+    assert '"action": "retrain"' in (tmp_path / "decision.json").read_text()

@@ -48,11 +48,22 @@ def test_scores_on_known_values() -> None:
 def test_gate_promotes_a_better_challenger_and_keeps_a_worse_one() -> None:
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 1000)
-    good = np.clip(labels * 0.5 + rng.normal(0.25, 0.2, 1000), 0, 1)
-    weak = np.clip(labels * 0.1 + rng.normal(0.45, 0.2, 1000), 0, 1)
-    assert compare_models(labels, weak, good).promote
+    good = 1 / (1 + np.exp(-(2.0 * labels - 1 + rng.normal(0, 1, 1000))))
+    weak = 1 / (1 + np.exp(-(0.4 * labels - 0.2 + rng.normal(0, 1, 1000))))
+    promoted = compare_models(labels, weak, good)
+    assert promoted.promote and promoted.challenger_log_loss < promoted.champion_log_loss
     kept = compare_models(labels, good, weak)
     assert not kept.promote and "keep champion" in kept.reason and kept.auc_gain < 0
+
+
+def test_gate_promotes_a_recalibrated_challenger_with_the_same_ranking() -> None:
+    rng = np.random.default_rng(1)
+    labels = (rng.random(2000) < 0.3).astype("int64")
+    score = 1.5 * labels + rng.normal(0, 1, 2000)
+    calibrated = 1 / (1 + np.exp(-(score - 1.2)))
+    miscalibrated = 1 / (1 + np.exp(-(score - 3.0)))  # same order, prior far too low
+    verdict = compare_models(labels, miscalibrated, calibrated)
+    assert verdict.promote and abs(verdict.auc_gain) < 1e-12 and "log loss" in verdict.reason
 
 
 def test_window_holds_out_part_of_the_current_batch(validated, task, tmp_path: Path) -> None:
