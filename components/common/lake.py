@@ -1,20 +1,26 @@
-"""Where things live in the lake: one root folder (a local path; an S3 prefix later)."""
+"""Where the pipeline stages keep batches in the lake (a ``Store``: local folder or S3 prefix).
 
-from pathlib import Path
+The ingest stage owns ``raw/``, ``events/``, ``_manifest/`` and ``quarantine/`` (see
+``components.ingest``); the validate stage adds each batch's typed valid rows under
+``validated/`` and its rejected rows under the batch's quarantine folder; the quality agent marks
+a batch it rejects with its report at ``incident_key``, and no training window includes it.
+"""
 
-__all__ = ["quarantine_dir", "validated_dir", "validated_path"]
+__all__ = ["VALIDATED", "incident_key", "quarantine_prefix", "validated_key"]
+
+VALIDATED = "validated"
 
 
-def quarantine_dir(lake: Path, batch_id: str) -> Path:
+def quarantine_prefix(batch_id: str) -> str:
     """Folder of one batch's rejected files and rows."""
-    return lake / "quarantine" / batch_id
+    return f"quarantine/{batch_id}"
 
 
-def validated_dir(lake: Path) -> Path:
-    """Folder of validated batches, one ``<batch_id>.parquet`` each."""
-    return lake / "validated"
-
-
-def validated_path(lake: Path, batch_id: str) -> Path:
+def validated_key(batch_id: str) -> str:
     """A validated batch's table."""
-    return validated_dir(lake) / f"{batch_id}.parquet"
+    return f"{VALIDATED}/{batch_id}.parquet"
+
+
+def incident_key(batch_id: str) -> str:
+    """The quality report of a batch judged a data-quality incident (absent for sound batches)."""
+    return f"{quarantine_prefix(batch_id)}/quality.json"

@@ -21,7 +21,7 @@ def select_training_window(
     """Pick the recent validated batches to retrain on and hold out part of the current batch.
 
     Args:
-        lake_dir: Root of the lake holding validated batches.
+        lake_dir: The lake holding validated batches (a local folder or ``s3://bucket/prefix``).
         batch_id: The current batch.
         task: Built-in task name or task YAML path.
         window_batches: Batches in the training window, the current one included.
@@ -35,10 +35,11 @@ def select_training_window(
     from pathlib import Path
 
     from components.common.storage import write_table
+    from components.common.store import Store
     from components.train.core import select_window
 
     rows, held = select_window(
-        Path(lake_dir), batch_id, task, window_batches=window_batches, holdout_fraction=holdout_fraction
+        Store(lake_dir), batch_id, task, window_batches=window_batches, holdout_fraction=holdout_fraction
     )
     write_table(rows, Path(train_data.path))
     write_table(held, Path(holdout.path))

@@ -6,8 +6,9 @@ from pathlib import Path
 import pandas as pd
 
 from components.common.errors import DataValidationError
-from components.common.lake import validated_dir
+from components.common.lake import VALIDATED, incident_key, validated_key
 from components.common.storage import read_table, write_json
+from components.common.store import Store
 from components.common.task import TaskSpec, load_task
 from components.evaluate.core import score_predictions
 from components.features.core import build_features, build_labels, split_by_key
@@ -139,11 +140,12 @@ def train_files(
 
 
 def select_window(
-    lake: Path, batch_id: str, task_name: str, *, window_batches: int, holdout_fraction: float
+    lake: Store, batch_id: str, task_name: str, *, window_batches: int, holdout_fraction: float
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Pick the rows to retrain on and the rows to judge the retrained model by.
 
-    The training window is the ``window_batches`` newest validated batches up to ``batch_id``;
+    The training window is the ``window_batches`` newest validated batches up to ``batch_id``
+    that the quality agent did not reject;
     the holdout is the share of the current batch (by the task's group key) kept out of it, so
     the challenger and the champion are compared on rows neither has seen.
 
@@ -161,11 +163,12 @@ def select_window(
         DataValidationError: When the current batch has not been validated into the lake.
     """
     task = load_task(task_name)
-    batches = sorted(p for p in validated_dir(lake).glob("*.parquet") if p.stem <= batch_id)
-    if not batches or batches[-1].stem != batch_id:
-        raise DataValidationError(f"batch {batch_id} is not in {validated_dir(lake)}: validate it first")
-    current = read_table(batches[-1])
+    keys = [k for k in lake.keys(VALIDATED) if k.endswith(".parquet") and k <= validated_key(batch_id)]
+    keys = [k for k in keys if not lake.exists(incident_key(Path(k).stem))]
+    if not keys or keys[-1] != validated_key(batch_id):
+        raise DataValidationError(f"batch {batch_id} is not in {lake.url(VALIDATED)}: validate it first")
+    current = lake.get_table(keys[-1]).to_pandas()
     held_out = split_by_key(current[task.split_column], holdout_fraction, salt="gate")
-    past = [read_table(p) for p in batches[-window_batches:-1]]
+    past = [lake.get_table(k).to_pandas() for k in keys[-window_batches:-1]]
     train = pd.concat([*past, current[~held_out]], ignore_index=True)
     return train, current[held_out].reset_index(drop=True)

@@ -26,8 +26,9 @@ def validate_gdelt(raw: Input[Dataset], batch_id: str, lake_dir: str, valid: Out
     """
     from pathlib import Path
 
+    from components.common.store import Store
     from components.validate.core import validate_batch
 
-    result = validate_batch(Path(raw.path), valid_path=Path(valid.path), lake=Path(lake_dir), batch_id=batch_id)
+    result = validate_batch(Path(raw.path), valid_path=Path(valid.path), lake=Store(lake_dir), batch_id=batch_id)
     valid.metadata.update(rows_valid=len(result.valid), rows_quarantined=len(result.quarantined))
     return (len(result.valid), len(result.quarantined))

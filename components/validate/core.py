@@ -9,12 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from components.common.columns import parse_column
 from components.common.errors import DataValidationError
-from components.common.lake import quarantine_dir, validated_path
+from components.common.lake import quarantine_prefix, validated_key
 from components.common.quarantine import rows_to_frame, write_quarantine
 from components.common.schema import COLUMN_KINDS, GDELT2_COLUMNS, REQUIRED_COLUMNS, ColumnKind
-from components.common.storage import read_table, write_json, write_table
+from components.common.storage import read_table, write_table
+from components.common.store import Store
 
 __all__ = ["ValidationResult", "validate_batch", "validate_events"]
 
@@ -56,28 +59,12 @@ class ValidationResult:
     summary: dict[str, object] = field(default_factory=dict)
 
 
-def _parse(column: pd.Series, kind: ColumnKind) -> pd.Series:
-    """Parse a string column to its kind; unparseable non-empty values become NaN/NaT."""
-    if kind is ColumnKind.STRING:
-        return column
-    numbers = pd.to_numeric(column, errors="coerce")
-    if kind is ColumnKind.DATE8:
-        parsed = pd.to_datetime(column, format="%Y%m%d", errors="coerce")
-        return numbers.where(parsed.notna())
-    if kind is ColumnKind.TIMESTAMP14:
-        parsed = pd.to_datetime(column, format="%Y%m%d%H%M%S", errors="coerce")
-        return numbers.where(parsed.notna())
-    if kind is ColumnKind.INT:
-        return numbers.where(numbers.isna() | (numbers == np.floor(numbers)))
-    return numbers
-
-
 def validate_events(raw: pd.DataFrame, *, max_future_days: int = 1) -> ValidationResult:
     """Type and check raw GDELT rows; quarantine every row that fails with its reasons.
 
     Args:
-        raw: Output of the ingest stage: every GDELT 2.0 column as a string, plus ``_source``
-            and ``_line``.
+        raw: Every GDELT 2.0 column, as text or already typed by the ingest stage, plus
+            ``_source`` and ``_line``.
         max_future_days: How far SQLDATE may lie after DATEADDED, in days (GDELT dates events
             by their report; a later date means a corrupt row).
 
@@ -108,7 +95,7 @@ def validate_events(raw: pd.DataFrame, *, max_future_days: int = 1) -> Validatio
         empty = strings[column] == ""
         if column in REQUIRED_COLUMNS:
             flag(empty, f"{column} is empty")
-        parsed = _parse(strings[column], kind)
+        parsed = parse_column(strings[column], kind)
         if kind is not ColumnKind.STRING:
             flag(~empty & parsed.isna(), f"{column} is not a valid {kind.value}")
             low, high = _RANGES.get(column, (-np.inf, np.inf))
@@ -166,14 +153,14 @@ def validate_events(raw: pd.DataFrame, *, max_future_days: int = 1) -> Validatio
     return ValidationResult(valid=valid, quarantined=quarantined, summary=summary)
 
 
-def validate_batch(raw_path: Path, *, valid_path: Path, lake: Path, batch_id: str) -> ValidationResult:
+def validate_batch(raw_path: Path, *, valid_path: Path, lake: Store, batch_id: str) -> ValidationResult:
     """Validate an ingested batch file, writing valid rows and quarantining the rest.
 
     Args:
         raw_path: Parquet written by the ingest stage.
         valid_path: Where the typed valid rows are written (Parquet).
-        lake: Root of the lake: valid rows are also kept as the batch's validated table, rejected
-            rows go to its quarantine folder with a summary.
+        lake: The lake: valid rows are also kept as the batch's validated table, rejected rows
+            go to its quarantine folder with a summary.
         batch_id: The batch's id.
 
     Returns:
@@ -183,16 +170,17 @@ def validate_batch(raw_path: Path, *, valid_path: Path, lake: Path, batch_id: st
         DataValidationError: When no row passes; the rejected rows are quarantined first.
     """
     result = validate_events(read_table(raw_path))
-    folder = quarantine_dir(lake, batch_id)
-    write_quarantine(folder, "validate", result.quarantined)
-    write_json(result.summary, folder / "validate-summary.json")
+    folder = quarantine_prefix(batch_id)
+    write_quarantine(lake, folder, "validate", result.quarantined)
+    lake.put_json(f"{folder}/validate-summary.json", result.summary)
     if result.valid.empty:
         reasons = result.summary["reasons"]
         assert isinstance(reasons, dict)
         top = ", ".join(f"{k} ({v})" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
         raise DataValidationError(
-            f"no valid rows among {result.summary['rows_in']}; all quarantined in {folder}: most common reasons: {top}"
+            f"no valid rows among {result.summary['rows_in']}; all quarantined in {lake.url(folder)}: "
+            f"most common reasons: {top}"
         )
     write_table(result.valid, valid_path)
-    write_table(result.valid, validated_path(lake, batch_id))
+    lake.put_table(validated_key(batch_id), pa.Table.from_pandas(result.valid, preserve_index=False))
     return result

@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 
 from components.common.errors import DataValidationError
+from components.common.lake import incident_key
 from components.common.storage import write_table
+from components.common.store import Store
 from components.evaluate.core import evaluate_model, score_predictions
 from components.gate.core import compare_models
 from components.train.core import TrainConfig, select_window, train_model
@@ -67,13 +69,16 @@ def test_gate_promotes_a_recalibrated_challenger_with_the_same_ranking() -> None
 
 
 def test_window_holds_out_part_of_the_current_batch(validated, task, tmp_path: Path) -> None:
+    lake = Store(str(tmp_path))
     for batch in ("20241022130000", "20241022131500", "20241022133000"):
         write_table(validated(batch), tmp_path / "validated" / f"{batch}.parquet")
-    train, holdout = select_window(tmp_path, "20241022131500", "gdelt-tone", window_batches=2, holdout_fraction=0.3)
+    write_table(validated("20241022134500"), tmp_path / "validated" / "20241022124500.parquet")
+    lake.put_json(incident_key("20241022124500"), {"verdict": "incident"})  # never trained on
+    train, holdout = select_window(lake, "20241022131500", "gdelt-tone", window_batches=3, holdout_fraction=0.3)
     current = validated("20241022131500")
     assert len(train) + len(holdout) == len(validated("20241022130000")) + len(current)
     assert set(holdout.GLOBALEVENTID) <= set(current.GLOBALEVENTID)
     assert not set(holdout.GLOBALEVENTID) & set(train.GLOBALEVENTID)
     assert not set(validated("20241022133000").GLOBALEVENTID) & set(train.GLOBALEVENTID)  # no future rows
     with pytest.raises(DataValidationError, match="validate it first"):
-        select_window(tmp_path, "20991231000000", "gdelt-tone", window_batches=2, holdout_fraction=0.3)
+        select_window(lake, "20991231000000", "gdelt-tone", window_batches=2, holdout_fraction=0.3)

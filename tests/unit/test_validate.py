@@ -4,13 +4,25 @@ import pandas as pd
 import pytest
 
 from components.common.errors import DataValidationError
-from components.ingest.core import ingest_files
+from components.common.store import Store
+from components.ingest.core import parse_export, read_export
 from components.validate.core import validate_batch, validate_events
 
 
 @pytest.fixture(scope="module")
-def raw(gdelt_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    return ingest_files([gdelt_dir / "20241022130000.export.CSV"], quarantine_dir=tmp_path_factory.mktemp("q")).raw
+def raw(gdelt_dir: Path) -> pd.DataFrame:
+    """The batch as text fields, the way a careful reader hands it over."""
+    path = gdelt_dir / "20241022130000.export.CSV"
+    frame, rejected = parse_export(path.read_bytes(), path.name)
+    assert not rejected
+    return frame
+
+
+def test_typed_lake_rows_validate_like_text_rows(raw: pd.DataFrame, gdelt_dir: Path) -> None:
+    table = read_export(gdelt_dir / "20241022130000.export.CSV").table
+    assert table is not None
+    typed, text = validate_events(table.to_pandas()), validate_events(raw)
+    assert typed.valid.drop(columns="_source").equals(text.valid.drop(columns="_source"))
 
 
 def test_real_batch_passes_and_is_typed(raw: pd.DataFrame) -> None:
@@ -47,7 +59,7 @@ def test_batch_with_no_valid_row_raises_after_quarantining(raw: pd.DataFrame, tm
     path = tmp_path / "raw.parquet"
     bad.to_parquet(path)
     with pytest.raises(DataValidationError, match="AvgTone is empty"):
-        validate_batch(path, valid_path=tmp_path / "valid.parquet", lake=tmp_path / "lake", batch_id="b1")
+        validate_batch(path, valid_path=tmp_path / "valid.parquet", lake=Store(str(tmp_path / "lake")), batch_id="b1")
     assert len(pd.read_parquet(tmp_path / "lake" / "quarantine" / "b1" / "validate-rows.parquet")) == 3
 
 
