@@ -1,7 +1,8 @@
-"""The ``driftpilot`` command: compile pipelines, run the demo."""
+"""The ``driftpilot`` command: compile pipelines, run the demo, ingest GDELT, serve a GDELT mirror."""
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,7 +38,80 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--train-batches", type=int, default=10, help="earliest batches to train on (default 10)")
     demo.add_argument("--max-replay", type=int, default=0, help="replay at most N later batches (default all)")
     demo.add_argument("--keep-serving", action="store_true", help="leave the model server running")
+    ing = commands.add_parser("ingest", help="ingest GDELT export files into the lake (Dask)")
+    ing.add_argument("--source", required=True, help="GDELT feed URL, s3://bucket/prefix, or a local folder")
+    ing.add_argument("--lake", required=True, help="lake: a local folder or s3://bucket/prefix")
+    ing.add_argument("--since", help="first batch, YYYYMMDD[HHMMSS] (default: the oldest)")
+    ing.add_argument("--until", help="last batch, YYYYMMDD[HHMMSS] (default: the newest)")
+    ing.add_argument("--latest", action="store_true", help="only the newest batch (lastupdate.txt)")
+    ing.add_argument("--workers", type=int, default=2, help="Dask workers; 0 runs in this process (default 2)")
+    ing.add_argument("--cluster", default="local", help="local, kubernetes, or a scheduler address (default local)")
+    ing.add_argument("--timeout", type=float, default=30.0, help="HTTP timeout in seconds (default 30)")
+    ing.add_argument("--retries", type=int, default=3, help="HTTP retries with backoff (default 3)")
+    ing.add_argument("--cache", default="", help="folder caching the master list and downloads (HTTP)")
+    mirror = commands.add_parser("gdelt-mirror", help="serve local export files as a GDELT feed on 127.0.0.1")
+    mirror.add_argument("--data", required=True, type=Path, help="folder of export files (or with a gdelt/ folder)")
+    mirror.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    mirror.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="BATCH=KIND",
+        help="inject a fault (404, 500, timeout, md5, duplicate)",
+    )
     return parser
+
+
+def _ingest(args: argparse.Namespace) -> dict[str, object]:
+    from components.common.images import COMPONENTS_IMAGE
+    from components.common.store import Store
+    from components.ingest.core import ManifestEntry, ingest, open_source
+
+    source = open_source(args.source, cache_dir=args.cache, timeout_s=args.timeout, retries=args.retries)
+    since, until = args.since, args.until
+    if args.latest:
+        since = until = source.latest().batch_id
+    started = time.perf_counter()
+
+    def progress(entry: ManifestEntry, done: int, planned: int) -> None:
+        rate = entry.size / 1e6 / entry.seconds if entry.seconds else 0.0
+        note = f"  {entry.reason}" if entry.reason else ""
+        print(
+            f"[{done}/{planned}] {entry.name}  {entry.status}  {entry.rows} rows  "
+            f"{entry.rows_quarantined} quarantined  {rate:.1f} MB/s{note}",
+            flush=True,
+        )
+
+    summary = ingest(
+        source,
+        Store(args.lake),
+        since=since,
+        until=until,
+        workers=args.workers,
+        cluster=args.cluster,
+        image=COMPONENTS_IMAGE,
+        progress=progress,
+    )
+    result = summary.to_dict()
+    seconds = time.perf_counter() - started
+    result["mb_per_s"] = round(summary.megabytes / seconds, 2) if seconds else 0.0
+    print(
+        f"{result['listed']} files listed, {result['skipped']} already in the lake, {result['ingested']} ingested, "
+        f"{result['quarantined']} quarantined, {result['failed']} failed; {result['rows']} rows, "
+        f"{result['rows_quarantined']} rows quarantined; {summary.megabytes:.1f} MB in {seconds:.1f} s "
+        f"({result['mb_per_s']} MB/s)"
+    )
+    return result
+
+
+def _mirror(args: argparse.Namespace) -> None:
+    from components.ingest.mirror import GdeltMirror
+
+    faults = dict(f.split("=", 1) for f in args.fault)
+    mirror = GdeltMirror(args.data, port=args.port, faults=faults)
+    mirror.start()
+    print(f"serving {len(mirror.files)} GDELT exports at {mirror.url} (lastupdate.txt, masterfilelist.txt)", flush=True)
+    mirror.serve_forever()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,6 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             settings = Settings.from_env(home=args.home, data_dir=args.data_dir)
             run_demo(settings, DemoOptions(args.train_batches, args.max_replay, args.keep_serving))
+        elif args.command == "ingest":
+            result = _ingest(args)
+            return 1 if result["failed"] else 0
+        elif args.command == "gdelt-mirror":
+            _mirror(args)
     except DriftpilotError as exc:
         print(f"driftpilot: {exc}", file=sys.stderr)
         return 2

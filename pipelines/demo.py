@@ -9,7 +9,6 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TextIO
 
 import pandas as pd
@@ -18,7 +17,7 @@ import requests
 from components.common.errors import ConfigError
 from pipelines.settings import Settings
 
-__all__ = ["DemoOptions", "gdelt_batches", "run_demo"]
+__all__ = ["DemoOptions", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -36,16 +35,6 @@ class DemoOptions:
     keep_serving: bool = False
 
 
-def gdelt_batches(data_dir: Path) -> list[Path]:
-    """Return the GDELT 2.0 15-minute exports in a data folder, oldest first."""
-    files = sorted((data_dir / "gdelt").glob("[0-9]" * 14 + ".export.CSV"))
-    if not files:
-        raise ConfigError(
-            f"no GDELT exports (YYYYMMDDHHMMSS.export.CSV) in {data_dir / 'gdelt'}: set DRIFTPILOT_DATA_DIR"
-        )
-    return files
-
-
 def _say(out: TextIO, text: str) -> None:
     print(text, file=out, flush=True)
 
@@ -57,18 +46,16 @@ def _serving_version(settings: Settings) -> str:
     return champion.version if champion else "-"
 
 
-def _request_rows(batch: Path, settings: Settings, n: int) -> pd.DataFrame:
-    """Real rows of a batch, as a client would send them (the model's input columns)."""
+def _request_rows(batch_id: str, settings: Settings, n: int) -> pd.DataFrame:
+    """Real rows of a batch from the lake, as a client would send them (the model's input columns)."""
+    from components.common.store import Store
     from components.common.task import load_task
     from components.features.core import input_columns
-    from components.ingest.core import ingest_files
-    from components.validate.core import validate_events
+    from components.ingest.core import read_batch
 
     task = load_task(settings.task)
-    raw = ingest_files([batch], quarantine_dir=settings.home / "scratch").raw
-    valid = validate_events(raw).valid.head(n)
-    columns = input_columns(task)
-    rows = valid[list(columns)].copy()
+    columns = list(input_columns(task))
+    rows = read_batch(Store(settings.lake), batch_id, columns=columns).to_pandas().head(n)
     for column in columns:
         if column in task.categorical:
             rows[column] = rows[column].astype("string").fillna("").astype(str)
@@ -124,55 +111,25 @@ def run_demo(
         ConfigError: When there are not enough batches to train on and replay.
     """
     from components.deploy.core import read_deployment, stop_local
-    from pipelines.drift_response import drift_response_pipeline
-    from pipelines.local import init_local, run_pipeline
-    from pipelines.training import training_pipeline
+    from components.ingest.core import HttpSource
+    from components.ingest.mirror import GdeltMirror
+    from pipelines.local import init_local
 
-    batches = gdelt_batches(settings.data_dir)
-    if len(batches) <= options.train_batches:
-        raise ConfigError(f"{len(batches)} batches in {settings.data_dir}: need more than {options.train_batches}")
-    train, replay = batches[: options.train_batches], batches[options.train_batches :]
-    if options.max_replay:
-        replay = replay[: options.max_replay]
     if settings.home.exists():
         stop_local(settings.serving_dir)
         shutil.rmtree(settings.home)
     settings.home.mkdir(parents=True)
     init_local(settings.pipeline_root)
-    arguments = settings.pipeline_arguments()
     began = time.perf_counter()
     _say(out, f"driftpilot demo: outputs in {settings.home}")
-    _say(out, f"training the first champion on {len(train)} batches ({train[0].name[:14]}..{train[-1].name[:14]}) ...")
-    run_pipeline(
-        training_pipeline,
-        {**arguments, "source_paths": [str(p) for p in train]},
-        log_path=settings.logs_dir / "training.log",
-    )
-    champion = _serving_version(settings)
-    _say(out, f"champion v{champion} trained, registered and served ({time.perf_counter() - began:.0f}s)")
-    _say(out, f"replaying {len(replay)} batches through drift_response_pipeline (logs: {settings.logs_dir})")
-    _say(out, f"{'batch':14}  {'rows':>5}  {'AUC':>5} {'base':>5}  {'action':8} serving  drift | reason")
-    records = []
-    for index, batch in enumerate(replay, start=1):
-        step = time.perf_counter()
-        result = run_pipeline(
-            drift_response_pipeline,
-            {**arguments, "source_paths": [str(batch)]},
-            log_path=settings.logs_dir / f"drift-response-{batch.name[:14]}.log",
-        )
-        serving = _serving_version(settings)
-        outcome = ""
-        if result["action"] == "retrain":
-            outcome = f" → promoted v{serving}" if serving != champion else " → challenger rejected by gate"
-        champion = serving
-        record = {**result, "serving": serving, "seconds": round(time.perf_counter() - step, 1)}
-        records.append(record)
-        _say(
-            out,
-            f"{result['batch_id']:14}  {result['rows']:>5}  {result['batch_auc']:.3f} {result['baseline_auc']:.3f}  "
-            f"{result['action']:8} v{serving:<6}  {result['drift']} | {result['reason']}{outcome}"
-            f"  [{index}/{len(replay)}, {record['seconds']}s]",
-        )
+    with GdeltMirror(settings.data_dir) as mirror:
+        batches = [f.batch_id for f in HttpSource(mirror.url).list()]
+        if len(batches) <= options.train_batches:
+            raise ConfigError(f"{len(batches)} batches in {settings.data_dir}: need more than {options.train_batches}")
+        train, replay = batches[: options.train_batches], batches[options.train_batches :]
+        replay = replay[: options.max_replay] if options.max_replay else replay
+        _say(out, f"GDELT feed mirrored at {mirror.url} ({len(batches)} real 15-minute exports)")
+        records = _replay(settings, mirror.url, train, replay, out, began)
     (settings.home / "demo-summary.json").write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
     deployment = read_deployment(settings.serving_dir)
     if deployment is None:
@@ -187,4 +144,47 @@ def run_demo(
         out,
         f"done in {time.perf_counter() - began:.0f}s: actions {actions}; summary {settings.home / 'demo-summary.json'}",
     )
+    return records
+
+
+def _replay(
+    settings: Settings, source: str, train: list[str], replay: list[str], out: TextIO, began: float
+) -> list[dict[str, Any]]:
+    """Train the first champion, then run the drift response on each later batch in time order."""
+    from pipelines.drift_response import drift_response_pipeline
+    from pipelines.local import run_pipeline
+    from pipelines.training import training_pipeline
+
+    arguments = {**settings.pipeline_arguments(), "source": source}
+    _say(out, f"training the first champion on {len(train)} batches ({train[0]}..{train[-1]}) ...")
+    run_pipeline(
+        training_pipeline,
+        {**arguments, "since": train[0], "until": train[-1]},
+        log_path=settings.logs_dir / "training.log",
+    )
+    champion = _serving_version(settings)
+    _say(out, f"champion v{champion} trained, registered and served ({time.perf_counter() - began:.0f}s)")
+    _say(out, f"replaying {len(replay)} batches through drift_response_pipeline (logs: {settings.logs_dir})")
+    _say(out, f"{'batch':14}  {'rows':>5}  {'AUC':>5} {'base':>5}  {'action':8} serving  drift | reason")
+    records = []
+    for index, batch in enumerate(replay, start=1):
+        step = time.perf_counter()
+        result = run_pipeline(
+            drift_response_pipeline,
+            {**arguments, "batch_id": batch},
+            log_path=settings.logs_dir / f"drift-response-{batch}.log",
+        )
+        serving = _serving_version(settings)
+        outcome = ""
+        if result["action"] == "retrain":
+            outcome = f" → promoted v{serving}" if serving != champion else " → challenger rejected by gate"
+        champion = serving
+        record = {**result, "serving": serving, "seconds": round(time.perf_counter() - step, 1)}
+        records.append(record)
+        _say(
+            out,
+            f"{result['batch_id']:14}  {result['rows']:>5}  {result['batch_auc']:.3f} {result['baseline_auc']:.3f}  "
+            f"{result['action']:8} v{serving:<6}  {result['drift']} | {result['reason']}{outcome}"
+            f"  [{index}/{len(replay)}, {record['seconds']}s]",
+        )
     return records

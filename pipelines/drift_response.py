@@ -1,6 +1,7 @@
 """The drift-response pipeline, run once per new batch.
 
-ingest → validate → fetch champion → detect drift → evaluate champion → decide → if retrain:
+ingest → check data quality → validate → fetch champion → detect drift → evaluate champion →
+decide (a data-quality incident is never drift) → if retrain:
 select window → train → register challenger → gate → if better: promote → deploy.
 """
 
@@ -14,6 +15,7 @@ from components.drift.component import detect_data_drift
 from components.evaluate.component import evaluate_model
 from components.gate.component import gate_challenger
 from components.ingest.component import ingest_gdelt
+from components.quality.component import check_data_quality
 from components.register.component import fetch_champion, promote_champion, register_model_version
 from components.train.component import select_training_window, train_lightgbm
 from components.validate.component import validate_gdelt
@@ -35,11 +37,12 @@ class DriftResponse(NamedTuple):
     name="driftpilot-drift-response", description="Check a new GDELT batch; retrain and promote if warranted."
 )
 def drift_response_pipeline(
-    source_paths: list,
+    source: str,
     lake_dir: str,
     tracking_uri: str,
     artifact_root: str,
     serving_dir: str,
+    batch_id: str = "latest",
     model_name: str = "gdelt-tone",
     task: str = "gdelt-tone",
     fdr_q: float = 0.05,
@@ -55,15 +58,19 @@ def drift_response_pipeline(
     holdout_fraction: float = 0.3,
     seed: int = 42,
     serving_port: int = 0,
+    ingest_workers: int = 0,
+    dask_cluster: str = "local",
 ) -> DriftResponse:
     """Respond to one new batch: detect drift, measure the champion, decide, maybe retrain.
 
     Args:
-        source_paths: The new batch's GDELT export file(s).
-        lake_dir: Root of the lake (validated batches, quarantine).
+        source: GDELT feed base URL, ``s3://`` prefix or local folder of export files.
+        lake_dir: The lake: a local folder or ``s3://bucket/prefix``.
         tracking_uri: MLflow tracking URI.
         artifact_root: MLflow artifact location for a new experiment ('' lets the server choose).
         serving_dir: Folder of the local model server's state.
+        batch_id: The new batch, ``YYYYMMDDHHMMSS``, or ``latest`` for the source's newest
+            (``lastupdate.txt`` on a GDELT feed), which is what a recurring run asks for.
         model_name: Registered model name.
         task: Built-in task name or task YAML path.
         fdr_q: False-discovery rate across the feature drift tests.
@@ -79,13 +86,23 @@ def drift_response_pipeline(
         holdout_fraction: Share of the batch held out for the promotion gate.
         seed: Training seed.
         serving_port: Model server port (0 picks a free one).
+        ingest_workers: Dask workers (0: ingest the one batch in the step's own pod).
+        dask_cluster: ``local``, ``kubernetes`` (Dask operator) or a scheduler address.
 
     Returns:
         The batch, its drift summary, the champion's AUC on it and the decision.
     """
-    ingest = ingest_gdelt(source_paths=source_paths, lake_dir=lake_dir)
-    batch_id = ingest.outputs["Output"]
-    validate = validate_gdelt(raw=ingest.outputs["raw"], batch_id=batch_id, lake_dir=lake_dir)
+    ingest = ingest_gdelt(
+        source=source,
+        lake_dir=lake_dir,
+        since=batch_id,
+        until=batch_id,
+        workers=ingest_workers,
+        cluster=dask_cluster,
+    )
+    batch = ingest.outputs["Output"]
+    quality = check_data_quality(lake_dir=lake_dir, batch_id=batch)
+    validate = validate_gdelt(raw=ingest.outputs["raw"], batch_id=batch, lake_dir=lake_dir)
     champion = fetch_champion(tracking_uri=tracking_uri, model_name=model_name)
     drift = detect_data_drift(
         reference=champion.outputs["reference"],
@@ -100,6 +117,7 @@ def drift_response_pipeline(
         drift_report=drift.outputs["report"],
         baseline_scores=champion.outputs["baseline"],
         batch_scores=evaluate.outputs["scores"],
+        quality_report=quality.outputs["report"],
         max_auc_drop=max_auc_drop,
         severe_auc_drop=severe_auc_drop,
         max_log_loss_rise=max_log_loss_rise,
@@ -110,7 +128,7 @@ def drift_response_pipeline(
     with dsl.If(decide.outputs["Output"] == "retrain", name="retrain"):
         window = select_training_window(
             lake_dir=lake_dir,
-            batch_id=batch_id,
+            batch_id=batch,
             task=task,
             window_batches=window_batches,
             holdout_fraction=holdout_fraction,
@@ -123,7 +141,7 @@ def drift_response_pipeline(
             artifact_root=artifact_root,
             model_name=model_name,
             alias="challenger",
-            source_batch=batch_id,
+            source_batch=batch,
             pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         )
         gate = gate_challenger(
@@ -137,7 +155,7 @@ def drift_response_pipeline(
                 tracking_uri=tracking_uri, model_name=model_name, serving_dir=serving_dir, port=serving_port
             ).after(promote)
     return DriftResponse(
-        batch_id=batch_id,
+        batch_id=batch,
         rows=validate.outputs["rows_valid"],
         drift=drift.outputs["summary"],
         batch_auc=evaluate.outputs["Output"],

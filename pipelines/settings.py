@@ -23,6 +23,8 @@ class Settings:
         model_name: Registered model name (``DRIFTPILOT_MODEL_NAME``).
         task: Built-in task name or task YAML path (``DRIFTPILOT_TASK``).
         serving_port: Local model server port, 0 for a free one (``DRIFTPILOT_SERVING_PORT``).
+        lake_uri: The lake, a local folder or ``s3://bucket/prefix`` (``DRIFTPILOT_LAKE``, default
+            ``<home>/lake``; S3 settings as in ``components.common.store``).
     """
 
     home: Path
@@ -32,6 +34,7 @@ class Settings:
     model_name: str = "gdelt-tone"
     task: str = "gdelt-tone"
     serving_port: int = 0
+    lake_uri: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -55,15 +58,16 @@ class Settings:
             model_name=env.get("DRIFTPILOT_MODEL_NAME", "gdelt-tone"),
             task=env.get("DRIFTPILOT_TASK", "gdelt-tone"),
             serving_port=int(env.get("DRIFTPILOT_SERVING_PORT", "0")),
+            lake_uri=env.get("DRIFTPILOT_LAKE", ""),
         )
         if "data_dir" in given:
             given["data_dir"] = Path(str(given["data_dir"])).resolve()
         return replace(settings, **given)  # type: ignore[arg-type]
 
     @property
-    def lake_dir(self) -> Path:
-        """Validated batches and quarantine."""
-        return self.home / "lake"
+    def lake(self) -> str:
+        """The lake: raw files, events, manifest, validated batches and quarantine."""
+        return self.lake_uri or str(self.home / "lake")
 
     @property
     def serving_dir(self) -> Path:
@@ -83,7 +87,7 @@ class Settings:
     def pipeline_arguments(self) -> dict[str, object]:
         """Arguments both pipelines share."""
         return {
-            "lake_dir": str(self.lake_dir),
+            "lake_dir": self.lake,
             "tracking_uri": self.tracking_uri,
             "artifact_root": self.artifact_root,
             "serving_dir": str(self.serving_dir),

@@ -11,7 +11,9 @@ from components.validate.component import validate_gdelt
 
 @dsl.pipeline(name="driftpilot-training", description="Train the first champion on GDELT batches and serve it.")
 def training_pipeline(
-    source_paths: list,
+    source: str,
+    since: str,
+    until: str,
     lake_dir: str,
     tracking_uri: str,
     artifact_root: str,
@@ -20,12 +22,16 @@ def training_pipeline(
     task: str = "gdelt-tone",
     seed: int = 42,
     serving_port: int = 0,
+    ingest_workers: int = 2,
+    dask_cluster: str = "local",
 ) -> None:
-    """Train on GDELT export files, register the model as champion and serve it.
+    """Train on a range of GDELT batches, register the model as champion and serve it.
 
     Args:
-        source_paths: GDELT export files to train on.
-        lake_dir: Root of the lake (validated batches, quarantine).
+        source: GDELT feed base URL, ``s3://`` prefix or local folder of export files.
+        since: First batch to train on, ``YYYYMMDD[HHMMSS]`` ('' for the oldest).
+        until: Last batch to train on ('' for the newest).
+        lake_dir: The lake: a local folder or ``s3://bucket/prefix``.
         tracking_uri: MLflow tracking URI.
         artifact_root: MLflow artifact location for a new experiment ('' lets the server choose).
         serving_dir: Folder of the local model server's state.
@@ -33,8 +39,17 @@ def training_pipeline(
         task: Built-in task name or task YAML path.
         seed: Training seed.
         serving_port: Model server port (0 picks a free one).
+        ingest_workers: Dask workers ingesting the range.
+        dask_cluster: ``local``, ``kubernetes`` (Dask operator) or a scheduler address.
     """
-    ingest = ingest_gdelt(source_paths=source_paths, lake_dir=lake_dir)
+    ingest = ingest_gdelt(
+        source=source,
+        lake_dir=lake_dir,
+        since=since,
+        until=until,
+        workers=ingest_workers,
+        cluster=dask_cluster,
+    )
     validate = validate_gdelt(raw=ingest.outputs["raw"], batch_id=ingest.outputs["Output"], lake_dir=lake_dir)
     train = train_lightgbm(data=validate.outputs["valid"], task=task, seed=seed)
     register = register_model_version(

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Set everything up and run the test suite: lint, type checks, unit, component and integration tests.
+# The integration tests start a MinIO server that ./scripts/ensure-minio.sh builds with Go (once, cached).
 # Extra arguments go to pytest (e.g. ./scripts/test.sh -m "not integration").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 export DRIFTPILOT_DATA_DIR=${DRIFTPILOT_DATA_DIR:-$(cd .. && pwd)/shared/data}
+DRIFTPILOT_MINIO_BIN=$(./scripts/ensure-minio.sh)
+export DRIFTPILOT_MINIO_BIN
 .venv/bin/ruff check components pipelines tests scripts
 .venv/bin/mypy
 .venv/bin/pytest "$@"

@@ -1,14 +1,16 @@
-"""Shared fixtures: the real data folder and small real batches from it."""
+"""Shared fixtures: the real data folder, small real batches from it, and a local MinIO server."""
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from components.common.task import TaskSpec, load_task
-from components.ingest.core import ingest_files
+from components.ingest.core import read_export
 from components.validate.core import validate_events
+from tests.servers import MinioServer, run_minio
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,10 +35,17 @@ def task() -> TaskSpec:
 @pytest.fixture(scope="session")
 def validated(gdelt_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """Validated rows of real GDELT 2.0 batches, by batch id."""
-    scratch = tmp_path_factory.mktemp("quarantine")
 
     def load(batch_id: str) -> pd.DataFrame:
-        raw = ingest_files([gdelt_dir / f"{batch_id}.export.CSV"], quarantine_dir=scratch).raw
-        return validate_events(raw).valid
+        table = read_export(gdelt_dir / f"{batch_id}.export.CSV").table
+        assert table is not None
+        return validate_events(table.to_pandas()).valid
 
     return load
+
+
+@pytest.fixture(scope="session")
+def minio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
+    """A MinIO server on 127.0.0.1 for the session; fails, never skips, when the binary is missing."""
+    with run_minio(tmp_path_factory.mktemp("minio")) as server:
+        yield server

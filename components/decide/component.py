@@ -13,6 +13,7 @@ def decide_response(
     drift_report: Input[Artifact],
     baseline_scores: Input[Artifact],
     batch_scores: Input[Artifact],
+    quality_report: Input[Artifact],
     max_auc_drop: float,
     severe_auc_drop: float,
     max_log_loss_rise: float,
@@ -27,6 +28,7 @@ def decide_response(
         drift_report: The drift stage's JSON report.
         baseline_scores: The champion's validation metrics (JSON).
         batch_scores: The champion's metrics on the batch (JSON).
+        quality_report: The ingestion-anomaly agent's report (JSON); an incident is never drift.
         max_auc_drop: AUC drop that, with drift, triggers a retrain.
         severe_auc_drop: AUC drop that triggers a retrain even without drift.
         max_log_loss_rise: Relative log-loss rise that, with drift, triggers a retrain.
@@ -56,5 +58,6 @@ def decide_response(
             label_alpha=label_alpha,
             min_rows=min_rows,
         ),
+        Path(quality_report.path),
     )
     return (result.action.value, result.reason)

@@ -1,6 +1,8 @@
 """The first deterministic response policy: what to do about one batch, and why.
 
-Retraining costs compute and risks a worse model, so the policy retrains only when a measured
+A batch the ingestion-anomaly agent calls a data-quality incident is not acted on at all: a
+truncated file or a re-published old batch looks like drift but retraining on it would learn
+garbage. Retraining costs compute and risks a worse model, so the policy retrains only when a measured
 performance loss says the champion is hurting. Loss is measured two ways on the batch's labelled
 rows against the champion's own validation scores: the AUC drop (ranking) and the relative rise
 in log loss (probability quality; a prior shift leaves ranking intact but miscalibrates every
@@ -70,6 +72,8 @@ class Evidence:
         baseline_log_loss: The champion's log loss on its validation slice.
         batch_log_loss: The champion's log loss on the batch.
         rows: Labelled rows in the batch.
+        quality: The ingestion-anomaly agent's verdict (``ok``, ``warn``, ``incident``).
+        quality_summary: The agent's one-line summary.
     """
 
     dataset_drift: bool
@@ -83,17 +87,24 @@ class Evidence:
     baseline_log_loss: float
     batch_log_loss: float
     rows: int
+    quality: str = "ok"
+    quality_summary: str = ""
 
     @classmethod
     def from_reports(
-        cls, drift: Mapping[str, Any], baseline: Mapping[str, Any], batch: Mapping[str, Any]
+        cls,
+        drift: Mapping[str, Any],
+        baseline: Mapping[str, Any],
+        batch: Mapping[str, Any],
+        quality: Mapping[str, Any] | None = None,
     ) -> "Evidence":
-        """Assemble the evidence from the drift report and the two score sets.
+        """Assemble the evidence from the stages' reports.
 
         Args:
             drift: The drift stage's JSON report.
             baseline: The champion's validation metrics.
             batch: The champion's metrics on the batch.
+            quality: The ingestion-anomaly agent's report (None: not checked).
 
         Returns:
             The evidence.
@@ -110,6 +121,8 @@ class Evidence:
             baseline_log_loss=_number(baseline.get("log_loss")),
             batch_log_loss=_number(batch.get("log_loss")),
             rows=int(_number(batch.get("rows"))),
+            quality=str((quality or {}).get("verdict", "ok")),
+            quality_summary=str((quality or {}).get("summary", "")),
         )
 
 
@@ -157,6 +170,8 @@ def decide(evidence: Evidence, policy: Policy = Policy()) -> Decision:
     def decision(action: Action, reason: str) -> Decision:
         return Decision(action, reason, drop, rise, e)
 
+    if e.quality == "incident":
+        return decision(Action.SKIP, f"{e.quality_summary}: a data-quality incident, not drift; batch quarantined")
     if e.rows < policy.min_rows:
         return decision(Action.SKIP, f"only {e.rows} labelled rows (< {policy.min_rows}): too few to act on")
     signals = []
@@ -181,7 +196,12 @@ def decide(evidence: Evidence, policy: Policy = Policy()) -> Decision:
 
 
 def decide_files(
-    drift_path: Path, baseline_path: Path, batch_path: Path, decision_path: Path, policy: Policy = Policy()
+    drift_path: Path,
+    baseline_path: Path,
+    batch_path: Path,
+    decision_path: Path,
+    policy: Policy = Policy(),
+    quality_path: Path | None = None,
 ) -> Decision:
     """Decide from the stages' JSON outputs and write the decision as JSON.
 
@@ -191,6 +211,7 @@ def decide_files(
         batch_path: The champion's metrics on the batch.
         decision_path: Where the decision is written.
         policy: Thresholds.
+        quality_path: The ingestion-anomaly agent's report, if the batch was checked.
 
     Returns:
         The decision.
@@ -199,7 +220,8 @@ def decide_files(
     def read(path: Path) -> dict[str, Any]:
         return dict(json.loads(path.read_text(encoding="utf-8")))
 
-    evidence = Evidence.from_reports(read(drift_path), read(baseline_path), read(batch_path))
+    quality = read(quality_path) if quality_path is not None else None
+    evidence = Evidence.from_reports(read(drift_path), read(baseline_path), read(batch_path), quality)
     result = decide(evidence, policy)
     write_json(result.to_dict(), decision_path)
     return result

@@ -7,6 +7,7 @@ import pytest
 import requests
 
 from components.deploy.core import read_deployment, stop_local
+from components.ingest.mirror import GdeltMirror
 from components.register.core import find_alias
 from pipelines.drift_response import drift_response_pipeline
 from pipelines.local import init_local, run_pipeline
@@ -24,11 +25,26 @@ def settings(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
     stop_local(settings.serving_dir)
 
 
-def test_training_then_drift_response_on_real_batches(settings: Settings, gdelt_dir: Path) -> None:
-    arguments = settings.pipeline_arguments()
+@pytest.fixture(scope="module")
+def feed(tmp_path_factory: pytest.TempPathFactory, gdelt_dir: Path):
+    """A GDELT mirror of three real batches and a fourth that re-publishes the first one's events."""
+    folder = tmp_path_factory.mktemp("feed")
+    for batch in BATCHES:
+        (folder / f"{batch}.export.CSV").write_bytes((gdelt_dir / f"{batch}.export.CSV").read_bytes())
+    stale = (gdelt_dir / "20241022130000.export.CSV").read_bytes().replace(b"\t043\t", b"\t042\t", 1)
+    (folder / "20241022134500.export.CSV").write_bytes(stale)
+    with GdeltMirror(folder) as mirror:
+        yield mirror
+
+
+BATCHES = ("20241022130000", "20241022131500", "20241022133000")
+
+
+def test_training_then_drift_response_on_real_batches(settings: Settings, feed: GdeltMirror) -> None:
+    arguments = {**settings.pipeline_arguments(), "source": feed.url, "ingest_workers": 0}
     run_pipeline(
         training_pipeline,
-        {**arguments, "source_paths": [str(gdelt_dir / "20241022130000.export.CSV")]},
+        {**arguments, "since": BATCHES[0], "until": BATCHES[0]},
         log_path=settings.logs_dir / "training.log",
     )
     champion = find_alias(tracking_uri=settings.tracking_uri, model_name=settings.model_name)
@@ -40,7 +56,7 @@ def test_training_then_drift_response_on_real_batches(settings: Settings, gdelt_
     # A batch under the normal policy: the champion is measured and the decision explained.
     first = run_pipeline(
         drift_response_pipeline,
-        {**arguments, "source_paths": [str(gdelt_dir / "20241022131500.export.CSV")]},
+        {**arguments, "batch_id": BATCHES[1]},
         log_path=settings.logs_dir / "r1.log",
     )
     assert first["batch_id"] == "20241022131500" and first["rows"] == 1725
@@ -52,7 +68,7 @@ def test_training_then_drift_response_on_real_batches(settings: Settings, gdelt_
         drift_response_pipeline,
         {
             **arguments,
-            "source_paths": [str(gdelt_dir / "20241022133000.export.CSV")],
+            "batch_id": BATCHES[2],
             "severe_auc_drop": -1.0,
             "evidently": "always",
         },
@@ -67,5 +83,14 @@ def test_training_then_drift_response_on_real_batches(settings: Settings, gdelt_
     assert gate["promote"] == (now.version == challenger.version)
     assert read_deployment(settings.serving_dir).model_version == now.version  # type: ignore[union-attr]
     assert "Drifted Columns" in next(settings.pipeline_root.rglob("detect-data-drift/html")).read_text()
-    validated = sorted(p.stem for p in (settings.lake_dir / "validated").glob("*.parquet"))
-    assert validated == ["20241022130000", "20241022131500", "20241022133000"]
+    validated = sorted(p.stem for p in (Path(settings.lake) / "validated").glob("*.parquet"))
+    assert validated == list(BATCHES)
+
+    # The newest batch is an old one served again: a data-quality incident, never drift.
+    third = run_pipeline(
+        drift_response_pipeline, {**arguments, "batch_id": "latest"}, log_path=settings.logs_dir / "r3.log"
+    )
+    assert third["batch_id"] == "20241022134500" and third["action"] == "skip"
+    assert "staleness" in third["reason"] and "not drift" in third["reason"]
+    assert (Path(settings.lake) / "quarantine" / "20241022134500" / "quality.json").exists()
+    assert not list((Path(settings.lake) / "events" / "batch=20241022134500").glob("*.parquet"))

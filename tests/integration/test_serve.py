@@ -16,7 +16,7 @@ from components.common.storage import write_table
 from components.common.task import TaskSpec, load_task
 from components.deploy.core import LocalDeployment, deploy_local, read_deployment, stop_local
 from components.features.core import input_columns
-from components.ingest.core import ingest_files
+from components.ingest.core import read_export
 from components.register.core import CHAMPION, register_model, set_alias
 from components.train.core import TrainConfig, train_files
 from components.train.model import TrainedModel
@@ -67,8 +67,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
     work = tmp_path_factory.mktemp("serve")
     export = _data_dir() / EXPORT
     assert export.exists(), f"{export} is missing: set DRIFTPILOT_DATA_DIR to the shared data folder"
-    raw = ingest_files([export], quarantine_dir=work / "quarantine").raw
-    valid = validate_events(raw).valid
+    table = read_export(export).table
+    assert table is not None
+    valid = validate_events(table.to_pandas()).valid
     table = write_table(valid, work / "valid.parquet")
     model_dir = _train_and_register(work, table, "v1", TrainConfig(num_threads=1), CHAMPION)
     task = load_task("gdelt-tone")

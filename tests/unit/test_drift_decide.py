@@ -83,9 +83,17 @@ def test_evidently_report_is_rendered_when_asked(reference, task, validated, tmp
 
 def _evidence(**changes: object) -> Evidence:
     base = dict(
-        dataset_drift=False, drifted_features=1, total_features=16, label_p_value=0.5,
-        label_reference_rate=0.2, label_current_rate=0.2, baseline_auc=0.75, batch_auc=0.75,
-        baseline_log_loss=0.40, batch_log_loss=0.40, rows=1000,
+        dataset_drift=False,
+        drifted_features=1,
+        total_features=16,
+        label_p_value=0.5,
+        label_reference_rate=0.2,
+        label_current_rate=0.2,
+        baseline_auc=0.75,
+        batch_auc=0.75,
+        baseline_log_loss=0.40,
+        batch_log_loss=0.40,
+        rows=1000,
     )
     return Evidence(**{**base, **changes})  # type: ignore[arg-type]
 
@@ -117,7 +125,11 @@ def test_decision_reads_the_stage_reports(reference, task, validated, tmp_path: 
     reference.to_parquet(ref_path)
     validated("20241022140000").to_parquet(cur_path)
     detect_drift_files(
-        ref_path, cur_path, "gdelt-tone", report_path=tmp_path / "drift.json", html_path=tmp_path / "d.html",
+        ref_path,
+        cur_path,
+        "gdelt-tone",
+        report_path=tmp_path / "drift.json",
+        html_path=tmp_path / "d.html",
         evidently="never",
     )
     write_json({"auc": 0.75, "log_loss": 0.40}, tmp_path / "baseline.json")
