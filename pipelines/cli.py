@@ -36,7 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--home", help="output folder, started afresh (env DRIFTPILOT_HOME; default .driftpilot)")
     demo.add_argument("--data", dest="data_dir", help="data folder with gdelt/ (env DRIFTPILOT_DATA_DIR)")
     demo.add_argument("--train-batches", type=int, default=10, help="earliest batches to train on (default 10)")
-    demo.add_argument("--max-replay", type=int, default=0, help="replay at most N later batches (default all)")
+    demo.add_argument(
+        "--max-replay", type=int, default=10, help="replay at most N later batches (default 10; 0 for all)"
+    )
     demo.add_argument("--keep-serving", action="store_true", help="leave the model server running")
     ing = commands.add_parser("ingest", help="ingest GDELT export files into the lake (Dask)")
     ing.add_argument("--source", required=True, help="GDELT feed URL, s3://bucket/prefix, or a local folder")
