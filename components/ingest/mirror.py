@@ -84,6 +84,8 @@ class GdeltMirror:
 
     def __post_init__(self) -> None:
         folder = self.data_dir / "gdelt" if (self.data_dir / "gdelt").is_dir() else self.data_dir
+        if not folder.is_dir():
+            raise ConfigError(f"data folder {folder} does not exist: pass --data or set DRIFTPILOT_DATA_DIR")
         paths = sorted(p for p in folder.iterdir() if p.is_file() and batch_of(p.name))
         if not paths:
             raise ConfigError(f"no GDELT export files (YYYYMMDDHHMMSS.export.CSV[.zip]) in {folder}")
