@@ -76,7 +76,7 @@ def _ingest(args: argparse.Namespace) -> dict[str, object]:
     started = time.perf_counter()
 
     def progress(entry: ManifestEntry, done: int, planned: int) -> None:
-        rate = entry.size / 1e6 / entry.seconds if entry.seconds else 0.0
+        rate = entry.raw_bytes / 1e6 / entry.seconds if entry.seconds else 0.0
         note = f"  {entry.reason}" if entry.reason else ""
         print(
             f"[{done}/{planned}] {entry.name}  {entry.status}  {entry.rows} rows  "
@@ -96,12 +96,12 @@ def _ingest(args: argparse.Namespace) -> dict[str, object]:
     )
     result = summary.to_dict()
     seconds = time.perf_counter() - started
-    result["mb_per_s"] = round(summary.megabytes / seconds, 2) if seconds else 0.0
+    result["mb_per_s"] = round(summary.raw_megabytes / seconds, 2) if seconds else 0.0
     print(
         f"{result['listed']} files listed, {result['skipped']} already in the lake, {result['ingested']} ingested, "
         f"{result['quarantined']} quarantined, {result['failed']} failed; {result['rows']} rows, "
-        f"{result['rows_quarantined']} rows quarantined; {summary.megabytes:.1f} MB in {seconds:.1f} s "
-        f"({result['mb_per_s']} MB/s)"
+        f"{result['rows_quarantined']} rows quarantined; {summary.megabytes:.1f} MB fetched, "
+        f"{summary.raw_megabytes:.1f} MB uncompressed in {seconds:.1f} s ({result['mb_per_s']} MB/s)"
     )
     return result
 

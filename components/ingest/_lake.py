@@ -197,7 +197,7 @@ def ingest_file(source: Source, file: SourceFile, store: Store) -> ManifestEntry
             rows=parsed.table.num_rows,
             rows_quarantined=len(parsed.rejected),
             careful=parsed.careful,
-            raw_bytes=parsed.table.nbytes,
+            raw_bytes=parsed.size,
             stats=batch_stats(parsed.table, file.batch_id),
         )
     return replace(entry, seconds=round(time.perf_counter() - started, 3))
@@ -266,6 +266,11 @@ class IngestSummary:
         """Bytes fetched by this run, in MB."""
         return sum(e.size for e in self.entries) / 1e6
 
+    @property
+    def raw_megabytes(self) -> float:
+        """Uncompressed bytes ingested by this run, in MB."""
+        return sum(e.raw_bytes for e in self.entries) / 1e6
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (entries without their stats)."""
         return {
@@ -277,6 +282,7 @@ class IngestSummary:
             "rows": self.rows,
             "rows_quarantined": self.rows_quarantined,
             "megabytes": round(self.megabytes, 3),
+            "raw_megabytes": round(self.raw_megabytes, 3),
             "seconds": round(self.seconds, 3),
             "problems": [
                 {"name": e.name, "status": e.status, "reason": e.reason}

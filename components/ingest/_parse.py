@@ -48,12 +48,14 @@ class ParsedExport:
         rejected: Rows quarantined with their reasons.
         file_reason: Why the whole file was rejected ('' when it was not).
         careful: Whether the line-by-line path was taken.
+        size: Uncompressed bytes of the export.
     """
 
     table: pa.Table | None
     rejected: list[QuarantinedRow] = field(default_factory=list)
     file_reason: str = ""
     careful: bool = False
+    size: int = 0
 
 
 def unpack(content: bytes) -> bytes:
@@ -190,12 +192,14 @@ def parse_file(content: bytes, source: str) -> ParsedExport:
     except zipfile.BadZipFile as exc:
         return ParsedExport(None, file_reason=f"unreadable zip archive (truncated or corrupt): {exc}")
     if not data or data.isspace():
-        return ParsedExport(None, file_reason="empty file: no rows")
+        return ParsedExport(None, file_reason="empty file: no rows", size=len(data))
     table = _fast(data, source)
     if table is not None:
-        return ParsedExport(table)
+        return ParsedExport(table, size=len(data))
     table, rejected = _careful(data, source)
     if table.num_rows == 0:
-        reasons = sorted({r.reason for r in rejected})[:3]
-        return ParsedExport(None, rejected, f"no row could be kept ({len(rejected)} rejected: {'; '.join(reasons)})")
-    return ParsedExport(table, rejected, careful=True)
+        reasons = "; ".join(sorted({r.reason for r in rejected})[:3])
+        return ParsedExport(
+            None, rejected, f"no row could be kept ({len(rejected)} rejected: {reasons})", size=len(data)
+        )
+    return ParsedExport(table, rejected, careful=True, size=len(data))

@@ -20,6 +20,7 @@ from components.ingest.core import (
     read_export,
     read_manifest,
 )
+from pipelines.cli import main
 
 
 def _zip(content: bytes, name: str) -> bytes:
@@ -122,6 +123,7 @@ def test_folder_ingestion_fills_the_lake_once(feed: Path, tmp_path: Path) -> Non
     assert store.exists(raw_key("20241022131500", "20241022131500.export.CSV"))
     entry = read_manifest(store)["20241022130000.export.CSV"]
     assert entry.md5 and entry.rows == 1485 and entry.stats["duplicate_ids"] == 0 and entry.stats["stale_rows"] == 0
+    assert entry.raw_bytes == entry.size == (feed / entry.name).stat().st_size
     again = ingest(DirectorySource(str(feed)), store, workers=0)
     assert again.rows == 0 and again.skipped == 3 and not again.entries
 
@@ -165,3 +167,16 @@ def test_store_writes_are_atomic_and_listed_by_prefix(tmp_path: Path) -> None:
     assert store.keys("t") == ["t/a.parquet", "t/b.json"]
     assert store.get_table("t/a.parquet").num_rows == 2 and store.get_json("t/b.json") == {"k": 1}
     assert not list((tmp_path / "s" / "_tmp").iterdir())
+
+
+def test_cli_ingest_prints_each_file_and_a_summary(
+    feed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lake = tmp_path / "lake"
+    args = ["ingest", "--source", str(feed), "--lake", str(lake), "--workers", "0"]
+    assert main([*args, "--since", "20241022131500"]) == 0
+    out = capsys.readouterr().out
+    assert "[1/2] 20241022131500.export.CSV  ingested  1725 rows" in out
+    assert "2 files listed, 0 already in the lake, 2 ingested, 0 quarantined, 0 failed; 3352 rows" in out
+    assert main(args) == 0
+    assert "3 files listed, 2 already in the lake, 1 ingested" in capsys.readouterr().out
