@@ -370,21 +370,27 @@ def ingest(
         elif not (file.name in manifest and manifest[file.name].done and manifest[file.name].matches(file)):
             plan.append(file)
         seen.add(file.name)
-    entries: list[ManifestEntry] = []
+    recorded: dict[str, ManifestEntry] = {}
+
+    def drop_duplicate(entry: ManifestEntry, twin: str) -> ManifestEntry:
+        store.delete(events_key(entry.batch_id, entry.name))
+        reason = f"duplicate batch: same content (md5 {entry.md5}) as {twin}, already in the lake"
+        quarantine_file(store, entry, reason)
+        return write_entry(store, replace(entry, status=Status.QUARANTINED, rows=0, stats={}, reason=reason))
 
     def record(entry: ManifestEntry) -> None:
         twin = known.get(entry.md5)
         if entry.status == Status.INGESTED and twin not in (None, entry.name):
-            store.delete(events_key(entry.batch_id, entry.name))
-            reason = f"duplicate batch: same content (md5 {entry.md5}) as {twin}, already in the lake"
-            quarantine_file(store, entry, reason)
-            entry = replace(entry, status=Status.QUARANTINED, rows=0, reason=reason)
+            assert twin is not None
+            if twin in recorded and entry.name < twin:  # same bytes twice in one run: the first name wins
+                recorded[twin] = drop_duplicate(recorded[twin], entry.name)
+            else:
+                entry = drop_duplicate(entry, twin)
         if entry.status == Status.INGESTED:
             known[entry.md5] = entry.name
-        entry = write_entry(store, entry)
-        entries.append(entry)
+        recorded[entry.name] = entry = write_entry(store, entry)
         if progress is not None:
-            progress(entry, len(entries), len(plan))
+            progress(entry, len(recorded), len(plan))
 
     if workers <= 0 or len(plan) <= 1:
         for file in plan:
@@ -397,7 +403,11 @@ def ingest(
             for future in as_completed(futures):
                 record(future.result())
     return IngestSummary(
-        len(listed), len(listed) - len(plan) - len(duplicates), entries, duplicates, time.perf_counter() - started
+        len(listed),
+        len(listed) - len(plan) - len(duplicates),
+        list(recorded.values()),
+        duplicates,
+        time.perf_counter() - started,
     )
 
 
