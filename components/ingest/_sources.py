@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urljoin
 
+import pyarrow.fs as pafs
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from components.common.errors import IngestError
+from components.common.store import Store
 
 __all__ = [
     "DirectorySource",
@@ -39,17 +41,14 @@ _EXPORT = re.compile(r"^(\d{14}|\d{8})\.export\.CSV(\.zip)?$", re.IGNORECASE)
 
 
 class FetchError(IngestError):
-    """A source file could not be fetched or failed verification.
+    """A source file could not be fetched or failed verification; a later run tries it again.
 
     Attributes:
-        retryable: A later run may succeed (HTTP 5xx, a timeout); an MD5 mismatch or a 404 is
-            retried too, since GDELT re-publishes files, but is reported the same way.
         content: The bytes received when they failed verification (kept in quarantine).
     """
 
-    def __init__(self, message: str, *, retryable: bool = True, content: bytes = b"") -> None:
+    def __init__(self, message: str, *, content: bytes = b"") -> None:
         super().__init__(message)
-        self.retryable = retryable
         self.content = content
 
 
@@ -197,10 +196,7 @@ class HttpSource:
         if response.status_code == 304:
             return response
         if response.status_code >= 400:
-            raise FetchError(
-                f"{url}: HTTP {response.status_code} {response.reason}",
-                retryable=response.status_code != 404,
-            )
+            raise FetchError(f"{url}: HTTP {response.status_code} {response.reason}")
         return response
 
     def _cached_list(self, name: str) -> str:
@@ -293,15 +289,11 @@ class ObjectStoreSource:
     location: str
     options: dict[str, Any] = field(default_factory=dict)
 
-    def _store(self) -> Any:
-        from components.common.store import Store
-
+    def _store(self) -> Store:
         return Store(self.location, self.options)
 
     def list(self, since: str | None = None, until: str | None = None) -> list[SourceFile]:
         """List the bucket prefix's export files in ``[since, until]``."""
-        import pyarrow.fs as pafs
-
         store = self._store()
         selector = pafs.FileSelector(store.root, recursive=False, allow_not_found=True)
         files = (
