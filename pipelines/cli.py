@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from components.common.errors import DriftpilotError
+from components.common.errors import ConfigError, DriftpilotError
 
 __all__ = ["compile_pipelines", "main"]
 
@@ -109,6 +109,8 @@ def _ingest(args: argparse.Namespace) -> dict[str, object]:
 def _mirror(args: argparse.Namespace) -> None:
     from components.ingest.mirror import GdeltMirror
 
+    if any("=" not in f for f in args.fault):
+        raise ConfigError(f"--fault takes BATCH=KIND, e.g. 20241022130000=500; got {args.fault}")
     faults = dict(f.split("=", 1) for f in args.fault)
     mirror = GdeltMirror(args.data, port=args.port, faults=faults)
     mirror.start()
