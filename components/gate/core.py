@@ -4,6 +4,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 from sklearn.metrics import log_loss, roc_auc_score
 
 from components.common.storage import read_table, write_json
@@ -46,6 +47,29 @@ class GateResult:
         return asdict(self)
 
 
+def _aucs(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Row-wise AUC (Mann–Whitney, ties averaged) of resampled label and score matrices."""
+    ranks = stats.rankdata(scores, axis=1)
+    positives = labels.sum(axis=1)
+    negatives = labels.shape[1] - positives
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((ranks * labels).sum(axis=1) - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def _bootstrap_auc_gains(
+    labels: np.ndarray, champion: np.ndarray, challenger: np.ndarray, *, n_boot: int, seed: int, chunk: int = 50
+) -> np.ndarray:
+    """AUC gains of the challenger on ``n_boot`` paired resamples (resamples with one class dropped)."""
+    rng = np.random.default_rng(seed)
+    gains = []
+    for start in range(0, n_boot, chunk):
+        idx = rng.integers(0, len(labels), (min(chunk, n_boot - start), len(labels)))
+        y = labels[idx]
+        gains.append(_aucs(y, challenger[idx]) - _aucs(y, champion[idx]))
+    values = np.concatenate(gains)
+    return values[np.isfinite(values)]
+
+
 def compare_models(
     labels: np.ndarray,
     champion_proba: np.ndarray,
@@ -85,15 +109,7 @@ def compare_models(
         )
     champion_auc = float(roc_auc_score(labels, champion_proba))
     challenger_auc = float(roc_auc_score(labels, challenger_proba))
-    rng = np.random.default_rng(seed)
-    gains = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(labels), len(labels))
-        if len(np.unique(labels[idx])) < 2:
-            continue
-        gains.append(
-            roc_auc_score(labels[idx], challenger_proba[idx]) - roc_auc_score(labels[idx], champion_proba[idx])
-        )
+    gains = _bootstrap_auc_gains(labels, champion_proba, challenger_proba, n_boot=n_boot, seed=seed)
     low, high = (float(v) for v in np.percentile(gains, [5, 95]))
     gain = challenger_auc - champion_auc
     champion_ll = float(log_loss(labels, np.clip(champion_proba, 1e-7, 1 - 1e-7), labels=[0, 1]))

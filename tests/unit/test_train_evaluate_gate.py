@@ -3,13 +3,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from components.common.errors import DataValidationError
 from components.common.lake import incident_key
 from components.common.storage import write_table
 from components.common.store import Store
 from components.evaluate.core import evaluate_model, score_predictions
-from components.gate.core import compare_models
+from components.gate.core import _aucs, compare_models
 from components.train.core import TrainConfig, select_window, train_model
 from components.train.model import TrainedModel
 
@@ -82,3 +83,14 @@ def test_window_holds_out_part_of_the_current_batch(validated, task, tmp_path: P
     assert not set(validated("20241022133000").GLOBALEVENTID) & set(train.GLOBALEVENTID)  # no future rows
     with pytest.raises(DataValidationError, match="validate it first"):
         select_window(lake, "20991231000000", "gdelt-tone", window_batches=2, holdout_fraction=0.3)
+
+
+def test_bootstrap_auc_matches_sklearn_with_ties_and_brackets_the_gain() -> None:
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, (4, 400))
+    scores = np.round(rng.normal(size=(4, 400)), 1)  # many ties
+    assert np.allclose(_aucs(labels, scores), [roc_auc_score(y, s) for y, s in zip(labels, scores, strict=True)])
+    y = rng.integers(0, 2, 800)
+    champion, challenger = y + rng.normal(0, 1.5, 800), y + rng.normal(0, 1.0, 800)
+    verdict = compare_models(y, champion, challenger)
+    assert verdict.gain_ci_low < verdict.auc_gain < verdict.gain_ci_high
