@@ -122,7 +122,7 @@ class Store:
         """Write bytes under a key atomically; return the key."""
         target = self.path(key)
         if self.is_s3:
-            with self.fs.open_output_stream(target) as out:
+            with self.fs.open_output_stream(target, compression=None) as out:
                 out.write(data)
             return key
         Path(target).parent.mkdir(parents=True, exist_ok=True)
@@ -135,7 +135,7 @@ class Store:
 
     def get_bytes(self, key: str) -> bytes:
         """Read a key's bytes."""
-        with self.fs.open_input_stream(self.path(key)) as stream:
+        with self.fs.open_input_stream(self.path(key), compression=None) as stream:
             return bytes(stream.read())
 
     def delete(self, key: str) -> None:

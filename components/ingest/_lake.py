@@ -5,7 +5,8 @@ Layout of a lake (a local folder or an S3 prefix):
 - ``raw/<id>/<file>`` — every fetched file as fetched (zipped), kept whatever became of it;
 - ``events/batch=<id>/<file>.parquet`` — typed rows, one partition per batch (its DATEADDED);
 - ``_manifest/<file>.json`` — one entry per source file: location, size, md5, rows, status,
-  the stats the anomaly agent compares; written only after the file's data is in place;
+  the stats the anomaly agent compares; written only after the file's data is in place, and
+  folded into ``_manifest/compacted.jsonl.gz`` once there are many;
 - ``quarantine/<id>/`` — why a file was rejected whole (``<file>.json``, pointing at its raw
   copy) and the rejected rows of the others (``ingest-<file>-rows.parquet``).
 
@@ -16,6 +17,7 @@ size changed, or its last attempt failed). A task writes to deterministic keys, 
 whose entry was lost yields the same lake.
 """
 
+import gzip
 import hashlib
 import json
 import time
@@ -42,6 +44,7 @@ __all__ = [
     "ManifestEntry",
     "Status",
     "batch_stats",
+    "compact_manifest",
     "events_key",
     "ingest",
     "quarantine_file",
@@ -52,6 +55,7 @@ __all__ = [
 ]
 
 EVENTS, MANIFEST, RAW = "events", "_manifest", "raw"
+COMPACTED = f"{MANIFEST}/compacted.jsonl.gz"
 
 
 class Status:
@@ -211,9 +215,37 @@ def write_entry(store: Store, entry: ManifestEntry) -> ManifestEntry:
 
 
 def read_manifest(store: Store) -> dict[str, ManifestEntry]:
-    """Return the lake's manifest entries by file name."""
-    entries = (store.get_json(key) for key in store.keys(MANIFEST) if key.endswith(".json"))
+    """Return the lake's manifest entries by file name: the compacted ones, then newer single entries."""
+    entries: list[dict[str, Any]] = []
+    if store.exists(COMPACTED):
+        entries += [json.loads(line) for line in gzip.decompress(store.get_bytes(COMPACTED)).splitlines()]
+    entries += [store.get_json(key) for key in store.keys(MANIFEST) if key.endswith(".json")]
     return {e["name"]: ManifestEntry(**e) for e in entries}
+
+
+def compact_manifest(store: Store, *, min_entries: int = 256) -> int:
+    """Fold single manifest entries into one compressed file once there are ``min_entries`` of them.
+
+    A run writes one small entry per file (so a killed run loses nothing); reading thousands of
+    them from S3 on every run would be slow, so they are folded into ``_manifest/compacted.jsonl.gz``
+    (written first, so a crash in between loses nothing). One writer per lake at a time.
+
+    Args:
+        store: The lake.
+        min_entries: Fold only when at least this many single entries exist.
+
+    Returns:
+        The number of entries folded (0 when below the threshold).
+    """
+    keys = [key for key in store.keys(MANIFEST) if key.endswith(".json")]
+    if len(keys) < min_entries:
+        return 0
+    entries = sorted(read_manifest(store).values(), key=lambda e: e.name)
+    lines = "\n".join(json.dumps(asdict(e), sort_keys=True) for e in entries)
+    store.put_bytes(COMPACTED, gzip.compress(lines.encode(), mtime=0))
+    for key in keys:
+        store.delete(key)
+    return len(keys)
 
 
 def read_batch(store: Store, batch_id: str, columns: list[str] | None = None) -> pa.Table:
@@ -402,6 +434,7 @@ def ingest(
             futures = [client.submit(ingest_file, source, file, store, pure=False) for file in plan]
             for future in as_completed(futures):
                 record(future.result())
+    compact_manifest(store)
     return IngestSummary(
         len(listed),
         len(listed) - len(plan) - len(duplicates),

@@ -16,7 +16,7 @@ import requests
 from minio import Minio
 
 from components.common.store import Store
-from components.ingest.core import HttpSource, ObjectStoreSource, Status, ingest, read_manifest
+from components.ingest.core import HttpSource, ObjectStoreSource, Status, compact_manifest, ingest, read_manifest
 from components.ingest.mirror import GdeltMirror
 from tests.servers import MinioServer
 
@@ -80,6 +80,8 @@ def test_every_shared_export_lands_in_the_minio_lake_once(gdelt_dir: Path, minio
     )
     assert in_lake == first.rows
     assert second.rows == 0 and second.skipped == 26 and not second.entries
+    manifest = read_manifest(store)
+    assert compact_manifest(store, min_entries=1) == 26 and read_manifest(store) == manifest
 
 
 def test_a_bucket_of_exports_is_a_source(gdelt_dir: Path, minio_server: MinioServer, tmp_path: Path) -> None:

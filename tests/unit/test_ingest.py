@@ -12,6 +12,7 @@ from components.ingest.core import (
     SourceFile,
     Status,
     batch_of,
+    compact_manifest,
     ingest,
     parse_file,
     parse_file_list,
@@ -126,6 +127,18 @@ def test_folder_ingestion_fills_the_lake_once(feed: Path, tmp_path: Path) -> Non
     assert entry.raw_bytes == entry.size == (feed / entry.name).stat().st_size
     again = ingest(DirectorySource(str(feed)), store, workers=0)
     assert again.rows == 0 and again.skipped == 3 and not again.entries
+
+
+def test_a_compacted_manifest_reads_the_same_and_keeps_the_lake_idempotent(feed: Path, tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "lake"))
+    ingest(DirectorySource(str(feed)), store, workers=0)
+    before = read_manifest(store)
+    assert compact_manifest(store, min_entries=2) == 3
+    assert store.keys("_manifest") == ["_manifest/compacted.jsonl.gz"] and read_manifest(store) == before
+    path = feed / "20241022133000.export.CSV"
+    path.write_bytes(b"\n".join(path.read_bytes().split(b"\n")[:50]) + b"\n")
+    again = ingest(DirectorySource(str(feed)), store, workers=0)
+    assert [e.name for e in again.entries] == [path.name] and read_manifest(store)[path.name].rows == 50
 
 
 def test_range_limits_what_is_ingested(feed: Path, tmp_path: Path) -> None:
