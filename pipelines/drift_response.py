@@ -54,7 +54,7 @@ def drift_response_pipeline(
     severe_log_loss_rise: float = 0.6,
     label_alpha: float = 0.01,
     min_rows: int = 200,
-    window_batches: int = 8,
+    window_batches: int = 96,
     holdout_fraction: float = 0.3,
     seed: int = 42,
     serving_port: int = 0,
@@ -82,7 +82,8 @@ def drift_response_pipeline(
         severe_log_loss_rise: Relative log-loss rise that triggers a retrain even without drift.
         label_alpha: Significance level of the label prior-shift test.
         min_rows: Batches with fewer valid rows are not acted on.
-        window_batches: Validated batches in the retraining window.
+        window_batches: Validated batches in the retraining window (96: a day of GDELT's 15-minute
+            batches), the current one included.
         holdout_fraction: Share of the batch held out for the promotion gate.
         seed: Training seed.
         serving_port: Model server port (0 picks a free one).

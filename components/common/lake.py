@@ -6,9 +6,18 @@ The ingest stage owns ``raw/``, ``events/``, ``_manifest/`` and ``quarantine/`` 
 a batch it rejects with its report at ``incident_key``, and no training window includes it.
 """
 
-__all__ = ["VALIDATED", "incident_key", "quarantine_prefix", "validated_key"]
+import re
+
+__all__ = ["VALIDATED", "batch_of", "incident_key", "quarantine_prefix", "validated_key"]
 
 VALIDATED = "validated"
+_EXPORT = re.compile(r"^(\d{14}|\d{8})\.export\.CSV(\.zip)?$", re.IGNORECASE)
+
+
+def batch_of(name: str) -> str | None:
+    """Return the batch id (``YYYYMMDDHHMMSS``) of an export file name, or None if it is not one."""
+    match = _EXPORT.match(name)
+    return match.group(1).ljust(14, "0") if match else None
 
 
 def quarantine_prefix(batch_id: str) -> str:

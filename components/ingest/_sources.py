@@ -9,7 +9,6 @@ list only when it changed (ETag / Last-Modified), keeping verified files in an o
 """
 
 import hashlib
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from components.common.errors import IngestError
+from components.common.lake import batch_of
 from components.common.store import Store
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
 ]
 
 DEFAULT_FEED = "http://data.gdeltproject.org/gdeltv2/"
-_EXPORT = re.compile(r"^(\d{14}|\d{8})\.export\.CSV(\.zip)?$", re.IGNORECASE)
 
 
 class FetchError(IngestError):
@@ -50,12 +49,6 @@ class FetchError(IngestError):
     def __init__(self, message: str, *, content: bytes = b"") -> None:
         super().__init__(message)
         self.content = content
-
-
-def batch_of(name: str) -> str | None:
-    """Return the batch id (``YYYYMMDDHHMMSS``) of an export file name, or None if it is not one."""
-    match = _EXPORT.match(name)
-    return match.group(1).ljust(14, "0") if match else None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from components.common.columns import parse_column
 from components.common.errors import DataValidationError
-from components.common.lake import quarantine_prefix, validated_key
+from components.common.lake import batch_of, quarantine_prefix, validated_key
 from components.common.quarantine import rows_to_frame, write_quarantine
 from components.common.schema import COLUMN_KINDS, GDELT2_COLUMNS, REQUIRED_COLUMNS, ColumnKind
 from components.common.storage import read_table, write_table
@@ -159,9 +159,10 @@ def validate_batch(raw_path: Path, *, valid_path: Path, lake: Store, batch_id: s
     Args:
         raw_path: Parquet written by the ingest stage.
         valid_path: Where the typed valid rows are written (Parquet).
-        lake: The lake: valid rows are also kept as the batch's validated table, rejected rows
-            go to its quarantine folder with a summary.
-        batch_id: The batch's id.
+        lake: The lake: valid rows are also kept as validated tables, one per batch (the batch of
+            each row's source file; a range ingested at once is split back into its batches),
+            rejected rows go to the quarantine folder of ``batch_id`` with a summary.
+        batch_id: The batch's id (the newest, for a range).
 
     Returns:
         The validation result (also written to disk).
@@ -182,5 +183,7 @@ def validate_batch(raw_path: Path, *, valid_path: Path, lake: Store, batch_id: s
             f"most common reasons: {top}"
         )
     write_table(result.valid, valid_path)
-    lake.put_table(validated_key(batch_id), pa.Table.from_pandas(result.valid, preserve_index=False))
+    batches = result.valid[_SOURCE].map(lambda name: batch_of(name) or batch_id)
+    for batch, rows in result.valid.groupby(batches, sort=True):
+        lake.put_table(validated_key(str(batch)), pa.Table.from_pandas(rows, preserve_index=False))
     return result

@@ -66,3 +66,13 @@ def test_batch_with_no_valid_row_raises_after_quarantining(raw: pd.DataFrame, tm
 def test_missing_columns_are_named(raw: pd.DataFrame) -> None:
     with pytest.raises(DataValidationError, match="lacks 1 GDELT columns"):
         validate_events(raw.drop(columns=["AvgTone"]))
+
+
+def test_a_range_is_kept_as_one_validated_table_per_batch(gdelt_dir: Path, tmp_path: Path) -> None:
+    tables = [read_export(gdelt_dir / f"{b}.export.CSV").table for b in ("20241022130000", "20241022131500")]
+    raw = pd.concat([t.to_pandas() for t in tables if t is not None], ignore_index=True)
+    raw.to_parquet(tmp_path / "raw.parquet")
+    lake = Store(str(tmp_path / "lake"))
+    validate_batch(tmp_path / "raw.parquet", valid_path=tmp_path / "v.parquet", lake=lake, batch_id="20241022131500")
+    assert lake.keys("validated") == ["validated/20241022130000.parquet", "validated/20241022131500.parquet"]
+    assert lake.get_table("validated/20241022130000.parquet").num_rows == 1485
