@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set everything up and run the test suite: lint, type checks, unit, component and integration tests.
-# The integration tests start a MinIO server that ./scripts/ensure-minio.sh builds with Go (once, cached).
+# The integration tests start a MinIO server that ./scripts/ensure-minio.sh builds with Go (once, cached),
+# and a Kubernetes API server with its etcd that ./scripts/ensure-k8s.sh builds the same way.
 # Extra arguments go to pytest (e.g. ./scripts/test.sh -m "not integration").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,8 @@ cd "$(dirname "$0")/.."
 export DRIFTPILOT_DATA_DIR=${DRIFTPILOT_DATA_DIR:-$(cd .. && pwd)/shared/data}
 DRIFTPILOT_MINIO_BIN=$(./scripts/ensure-minio.sh)
 export DRIFTPILOT_MINIO_BIN
+DRIFTPILOT_K8S_BIN_DIR=$(./scripts/ensure-k8s.sh)
+export DRIFTPILOT_K8S_BIN_DIR
 .venv/bin/ruff check components pipelines tests scripts
 .venv/bin/mypy
 .venv/bin/pytest "$@"

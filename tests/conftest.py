@@ -1,4 +1,4 @@
-"""Shared fixtures: the real data folder, small real batches from it, and a local MinIO server."""
+"""Shared fixtures: the real data folder, small real batches from it, a local MinIO server and a Kubernetes API."""
 
 import os
 from collections.abc import Iterator
@@ -10,7 +10,7 @@ import pytest
 from components.common.task import TaskSpec, load_task
 from components.ingest.core import read_export
 from components.validate.core import validate_events
-from tests.servers import MinioServer, run_minio
+from tests.servers import KubeApiServer, MinioServer, run_kube_apiserver, run_minio
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,4 +48,11 @@ def validated(gdelt_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 def minio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
     """A MinIO server on 127.0.0.1 for the session; fails, never skips, when the binary is missing."""
     with run_minio(tmp_path_factory.mktemp("minio")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def kube_apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeApiServer]:
+    """A Kubernetes API server and its etcd on 127.0.0.1 for the session; fails, never skips, when missing."""
+    with run_kube_apiserver(tmp_path_factory.mktemp("kube-apiserver")) as server:
         yield server

@@ -1,18 +1,23 @@
-"""Local servers the integration tests start: MinIO, from the binary ./scripts/ensure-minio.sh builds."""
+"""Local servers the integration tests start, from binaries built with Go and cached.
+
+MinIO comes from ./scripts/ensure-minio.sh; the Kubernetes API server and its etcd from ./scripts/ensure-k8s.sh.
+"""
 
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
 MINIO_BIN_ENV = "DRIFTPILOT_MINIO_BIN"
+K8S_BIN_DIR_ENV = "DRIFTPILOT_K8S_BIN_DIR"
 
 
 @dataclass(frozen=True)
@@ -39,9 +44,13 @@ def minio_binary() -> Path:
     """Where the MinIO server binary is: ``$DRIFTPILOT_MINIO_BIN``, else the cache ensure-minio.sh fills."""
     if explicit := os.environ.get(MINIO_BIN_ENV):
         return Path(explicit)
+    return _cache_bin_dir() / "minio"
+
+
+def _cache_bin_dir() -> Path:
     xdg_cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     cache = os.environ.get("DRIFTPILOT_CACHE") or Path(xdg_cache) / "driftpilot"
-    return Path(cache) / "bin" / "minio"
+    return Path(cache) / "bin"
 
 
 def free_port() -> int:
@@ -117,3 +126,151 @@ def _wait_live(server: MinioServer, process: subprocess.Popen[bytes], log: Path,
             pass
         time.sleep(0.1)
     raise RuntimeError(f"minio not live at {server.endpoint} after {timeout:.0f} s; log {log}:\n{_log_tail(log)}")
+
+
+@dataclass(frozen=True)
+class KubeApiServer:
+    """A running Kubernetes API server (with its own etcd) and an admin's bearer token.
+
+    Attributes:
+        url: Base URL, ``https://127.0.0.1:PORT``.
+        token: Bearer token of a user in ``system:masters`` (cluster admin under RBAC).
+        ca_file: PEM bundle the self-signed serving certificate (valid for 127.0.0.1) verifies against.
+    """
+
+    url: str
+    token: str
+    ca_file: Path
+
+
+def kubernetes_bin_dir() -> Path:
+    """Where ``kube-apiserver`` and ``etcd`` are: ``$DRIFTPILOT_K8S_BIN_DIR``, else the cache ensure-k8s.sh fills."""
+    if explicit := os.environ.get(K8S_BIN_DIR_ENV):
+        return Path(explicit)
+    return _cache_bin_dir()
+
+
+@contextmanager
+def run_kube_apiserver(work_dir: Path, *, timeout: float = 60.0) -> Iterator[KubeApiServer]:
+    """Run etcd and a Kubernetes API server on free local ports until the block exits.
+
+    No controllers, scheduler or nodes run: objects are stored and validated, admission and RBAC apply,
+    but nothing reconciles them (a Deployment gets no ReplicaSet, a Pod is never scheduled).
+
+    Args:
+        work_dir: Empty folder for etcd's data (``etcd/``), the generated serving certificate (``certs/``),
+            the token file, the service-account key and both logs (``etcd.log``, ``kube-apiserver.log``).
+        timeout: Seconds to wait for etcd to be healthy and then for ``/readyz`` to answer 200.
+
+    Yields:
+        The server's URL, an admin token and the CA bundle to verify it with.
+
+    Raises:
+        FileNotFoundError: A binary is missing; the message says how to build it.
+        RuntimeError: A server exited or was not ready in time; the message ends with its log.
+    """
+    bin_dir = kubernetes_bin_dir()
+    etcd, apiserver = bin_dir / "etcd", bin_dir / "kube-apiserver"
+    for binary in (etcd, apiserver):
+        if not (binary.is_file() and os.access(binary, os.X_OK)):
+            raise FileNotFoundError(
+                f"{binary.name} not found at {binary}: run ./scripts/ensure-k8s.sh "
+                f"(or set {K8S_BIN_DIR_ENV} to the folder it prints)"
+            )
+    deadline = time.monotonic() + timeout
+    etcd_url, peer_url = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    etcd_command = [str(etcd), "--name", "driftpilot", "--data-dir", str(work_dir / "etcd")]
+    etcd_command += ["--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url]
+    etcd_command += ["--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url]
+    etcd_command += ["--initial-cluster", f"driftpilot={peer_url}", "--unsafe-no-fsync"]
+
+    token = secrets.token_urlsafe(32)
+    (work_dir / "tokens.csv").write_text(f'{token},driftpilot-admin,driftpilot-admin,"system:masters"\n')
+    sa_key = work_dir / "service-account.key"
+    _write_rsa_key(sa_key)
+    port = free_port()
+    server = KubeApiServer(url=f"https://127.0.0.1:{port}", token=token, ca_file=work_dir / "certs" / "apiserver.crt")
+    apiserver_command = [
+        str(apiserver),
+        f"--etcd-servers={etcd_url}",
+        "--bind-address=127.0.0.1",
+        # The generated serving certificate is made for the advertise address; kubernetes >= 1.37 refuses a
+        # loopback one for the "kubernetes" Service's endpoints, and there is no Service network to reach anyway.
+        "--advertise-address=127.0.0.1",
+        "--endpoint-reconciler-type=none",
+        f"--secure-port={port}",
+        f"--cert-dir={work_dir / 'certs'}",
+        f"--token-auth-file={work_dir / 'tokens.csv'}",
+        "--authorization-mode=RBAC",
+        "--service-cluster-ip-range=10.0.0.0/24",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-account-key-file={sa_key}",
+        f"--service-account-signing-key-file={sa_key}",
+    ]
+    with ExitStack() as stack:
+        etcd_process = stack.enter_context(_process(etcd_command, work_dir / "etcd.log"))
+        _wait_ok(
+            "etcd", etcd_process, work_dir / "etcd.log", deadline, lambda: requests.get(f"{etcd_url}/health", timeout=1)
+        )
+        apiserver_process = stack.enter_context(_process(apiserver_command, work_dir / "kube-apiserver.log"))
+        headers = {"Authorization": f"Bearer {token}"}
+        _wait_ok(
+            "kube-apiserver",
+            apiserver_process,
+            work_dir / "kube-apiserver.log",
+            deadline,
+            lambda: requests.get(f"{server.url}/readyz", headers=headers, verify=str(server.ca_file), timeout=2),
+        )
+        yield server
+
+
+def _write_rsa_key(path: Path) -> None:
+    """Write a new 2048-bit RSA private key as PEM, with ``cryptography`` if installed, else ``openssl``."""
+    try:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+    except ImportError:
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise FileNotFoundError("need the cryptography package or openssl to make a service-account key") from None
+        subprocess.run([openssl, "genrsa", "-out", str(path), "2048"], check=True, capture_output=True)
+        return
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+
+
+@contextmanager
+def _process(command: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_ok(
+    name: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    deadline: float,
+    probe: Callable[[], requests.Response],
+) -> None:
+    """Wait until ``probe`` answers 200, failing early when the process exits."""
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {process.returncode}; log {log}:\n{_log_tail(log)}")
+        try:
+            if probe().status_code == 200:
+                return
+        except OSError:  # requests' errors, and the serving certificate not written yet
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{name} not ready in time; log {log}:\n{_log_tail(log)}")
