@@ -213,7 +213,15 @@ class HttpSource:
         return response.text
 
     def list(self, since: str | None = None, until: str | None = None) -> list[SourceFile]:
-        """List the feed's export files in ``[since, until]`` from ``masterfilelist.txt``."""
+        """List the feed's export files in ``[since, until]`` from ``masterfilelist.txt``.
+
+        A request for exactly the newest batch is answered from ``lastupdate.txt``: GDELT's master
+        list holds every file since 2015 and is hundreds of megabytes.
+        """
+        if since and since == until and len(since) == 14:
+            newest = self.latest()
+            if newest.batch_id == since:
+                return [newest]
         return _sorted_exports(parse_file_list(self._cached_list("masterfilelist.txt"), self.location), since, until)
 
     def latest(self) -> SourceFile:

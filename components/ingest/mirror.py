@@ -69,6 +69,8 @@ class GdeltMirror:
         delay_s: How long a ``timeout`` fault stalls before answering.
         latency_s: Added to every file download (a slow link, for backfill tests).
         host: Interface to bind.
+        files: The served files by name.
+        requests: Names asked for under ``/gdeltv2/``, in order.
     """
 
     data_dir: Path
@@ -79,6 +81,7 @@ class GdeltMirror:
     host: str = "127.0.0.1"
     files: dict[str, MirrorFile] = field(default_factory=dict, init=False)
     modified: str = field(default="", init=False)
+    requests: list[str] = field(default_factory=list, init=False)
     _server: ThreadingHTTPServer | None = field(default=None, init=False, repr=False)
     _thread: threading.Thread | None = field(default=None, init=False, repr=False)
 
@@ -201,6 +204,7 @@ def _handler(mirror: GdeltMirror) -> type[BaseHTTPRequestHandler]:
                 self._send(404, b"not found\n")
                 return
             name = self.path[len(PREFIX) :].split("?", 1)[0]
+            mirror.requests.append(name)
             if name == "masterfilelist.txt":
                 self._listing(mirror.master_list())
                 return

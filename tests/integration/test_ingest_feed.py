@@ -64,6 +64,9 @@ def test_mirror_speaks_the_gdelt_protocol(gdelt_dir: Path) -> None:
         last = requests.get(f"{mirror.url}lastupdate.txt", timeout=5).text
         assert last.split()[2].endswith("20241223120000.export.CSV.zip")
         assert HttpSource(mirror.url).latest().batch_id == "20241223120000"
+        mirror.requests.clear()
+        [newest] = HttpSource(mirror.url).list("20241223120000", "20241223120000")
+        assert newest.batch_id == "20241223120000" and mirror.requests == ["lastupdate.txt"]
 
 
 def test_every_shared_export_lands_in_the_minio_lake_once(gdelt_dir: Path, minio_server: MinioServer) -> None:
