@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import requests
@@ -100,32 +101,10 @@ def run_minio(work_dir: Path, *, timeout: float = 30.0) -> Iterator[MinioServer]
     command = [str(binary), "server", str(work_dir / "data"), "--address", server.address]
     command += ["--console-address", f"127.0.0.1:{free_port()}"]
     log = work_dir / "minio.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        _wait_live(server, process, log, timeout)
+    with _process(command, log, env) as process:
+        probe = partial(requests.get, f"{server.endpoint}/minio/health/live", timeout=1)
+        _wait_ok("minio", process, log, time.monotonic() + timeout, probe)
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_live(server: MinioServer, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"minio exited with code {process.returncode}; log {log}:\n{_log_tail(log)}")
-        try:
-            if requests.get(f"{server.endpoint}/minio/health/live", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"minio not live at {server.endpoint} after {timeout:.0f} s; log {log}:\n{_log_tail(log)}")
 
 
 @dataclass(frozen=True)
@@ -242,9 +221,10 @@ def _write_rsa_key(path: Path) -> None:
 
 
 @contextmanager
-def _process(command: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def _process(command: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server with its output in ``log``; terminate it (then kill it) on exit."""
     with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         yield process
     finally:

@@ -12,7 +12,6 @@ tests cannot see). Drift without loss is watched, not acted on. The same inputs 
 same decision.
 """
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -20,7 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from components.common.storage import write_json
+from components.common.storage import read_json, write_json
 
 __all__ = ["Action", "Decision", "Evidence", "Policy", "decide", "decide_files"]
 
@@ -216,12 +215,8 @@ def decide_files(
     Returns:
         The decision.
     """
-
-    def read(path: Path) -> dict[str, Any]:
-        return dict(json.loads(path.read_text(encoding="utf-8")))
-
-    quality = read(quality_path) if quality_path is not None else None
-    evidence = Evidence.from_reports(read(drift_path), read(baseline_path), read(batch_path), quality)
+    quality = read_json(quality_path) if quality_path is not None else None
+    evidence = Evidence.from_reports(read_json(drift_path), read_json(baseline_path), read_json(batch_path), quality)
     result = decide(evidence, policy)
     write_json(result.to_dict(), decision_path)
     return result

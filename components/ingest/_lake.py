@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from components.common.errors import IngestError
 from components.common.lake import quarantine_prefix
 from components.common.quarantine import rows_to_frame, write_quarantine
+from components.common.storage import write_json
 from components.common.store import Store
 from components.ingest._parse import parse_file
 from components.ingest._sources import FetchError, Source, SourceFile
@@ -479,8 +480,7 @@ def ingest_to_table(
         since = until = source.latest().batch_id
     summary = ingest(source, store, since=since, until=until, workers=workers, cluster=cluster, image=image)
     document = summary.to_dict()
-    summary_path.parent.mkdir(parents=True, exist_ok=True)
-    summary_path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    write_json(document, summary_path)
     batches = ingested_batches(store, since, until)
     if not batches:
         problems = "; ".join(f"{p['name']}: {p['reason']}" for p in document["problems"][:5]) or "nothing listed"

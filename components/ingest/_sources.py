@@ -112,6 +112,12 @@ def _sorted_exports(files: Iterable[SourceFile], since: str | None, until: str |
     return sorted(chosen, key=lambda f: (f.batch_id, f.name))
 
 
+def _newest(files: list[SourceFile], location: str) -> SourceFile:
+    if not files:
+        raise IngestError(f"no GDELT export files (YYYYMMDDHHMMSS.export.CSV[.zip]) in {location}")
+    return files[-1]
+
+
 def parse_file_list(text: str, base_url: str) -> list[SourceFile]:
     """Parse ``<size> <md5> <url>`` lines into export files (mentions and gkg lines are skipped).
 
@@ -265,10 +271,7 @@ class DirectorySource:
 
     def latest(self) -> SourceFile:
         """The newest export file."""
-        files = self.list()
-        if not files:
-            raise IngestError(f"no GDELT export files (YYYYMMDDHHMMSS.export.CSV[.zip]) in {self.location}")
-        return files[-1]
+        return _newest(self.list(), self.location)
 
     def fetch(self, file: SourceFile) -> bytes:
         """Read and verify a file."""
@@ -306,10 +309,7 @@ class ObjectStoreSource:
 
     def latest(self) -> SourceFile:
         """The newest export file."""
-        files = self.list()
-        if not files:
-            raise IngestError(f"no GDELT export files in {self.location}")
-        return files[-1]
+        return _newest(self.list(), self.location)
 
     def fetch(self, file: SourceFile) -> bytes:
         """Read and verify an object."""

@@ -164,11 +164,16 @@ def select_window(
     """
     task = load_task(task_name)
     keys = [k for k in lake.keys(VALIDATED) if k.endswith(".parquet") and k <= validated_key(batch_id)]
-    keys = [k for k in keys if not lake.exists(incident_key(Path(k).stem))]
-    if not keys or keys[-1] != validated_key(batch_id):
+    if not keys or keys[-1] != validated_key(batch_id) or lake.exists(incident_key(batch_id)):
         raise DataValidationError(f"batch {batch_id} is not in {lake.url(VALIDATED)}: validate it first")
+    window: list[str] = []  # newest first; incidents are looked up only until the window is full
+    for key in reversed(keys[:-1]):
+        if len(window) == window_batches - 1:
+            break
+        if not lake.exists(incident_key(Path(key).stem)):
+            window.append(key)
     current = lake.get_table(keys[-1]).to_pandas()
     held_out = split_by_key(current[task.split_column], holdout_fraction, salt="gate")
-    past = [lake.get_table(k).to_pandas() for k in keys[-window_batches:-1]]
+    past = [lake.get_table(k).to_pandas() for k in reversed(window)]
     train = pd.concat([*past, current[~held_out]], ignore_index=True)
     return train, current[held_out].reset_index(drop=True)

@@ -6,7 +6,18 @@ import pytest
 
 from components.common.storage import write_json
 from components.decide.core import Action, Evidence, decide, decide_files
-from components.drift.core import DriftConfig, detect_drift, detect_drift_files
+from components.drift.core import DriftConfig, DriftReport, detect_drift, detect_drift_files
+
+
+def _drift_files(reference: pd.DataFrame, batch: pd.DataFrame, folder: Path, evidently: str) -> DriftReport:
+    """Write reference and batch as Parquet and run the file-level drift stage on them."""
+    ref_path, cur_path = folder / "ref.parquet", folder / "cur.parquet"
+    reference.to_parquet(ref_path)
+    batch.to_parquet(cur_path)
+    report_path, html_path = folder / "r.json", folder / "r.html"
+    return detect_drift_files(
+        ref_path, cur_path, "gdelt-tone", report_path=report_path, html_path=html_path, evidently=evidently
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,17 +59,7 @@ def test_effect_floor_stops_trivial_significant_shifts(reference, task) -> None:
 
 
 def test_files_write_json_and_table_html_without_drift(reference, task, tmp_path: Path) -> None:
-    ref_path, cur_path = tmp_path / "ref.parquet", tmp_path / "cur.parquet"
-    reference.to_parquet(ref_path)
-    reference.sample(n=1000, random_state=0).to_parquet(cur_path)
-    report = detect_drift_files(
-        ref_path,
-        cur_path,
-        "gdelt-tone",
-        report_path=tmp_path / "r.json",
-        html_path=tmp_path / "r.html",
-        evidently="on-drift",
-    )
+    report = _drift_files(reference, reference.sample(n=1000, random_state=0), tmp_path, "on-drift")
     assert not report.dataset_drift
     page = (tmp_path / "r.html").read_text()
     assert "<table>" in page and "Drifted Columns" not in page
@@ -66,17 +67,7 @@ def test_files_write_json_and_table_html_without_drift(reference, task, tmp_path
 
 
 def test_evidently_report_is_rendered_when_asked(reference, task, validated, tmp_path: Path) -> None:
-    ref_path, cur_path = tmp_path / "ref.parquet", tmp_path / "cur.parquet"
-    reference.to_parquet(ref_path)
-    validated("20241022140000").to_parquet(cur_path)
-    detect_drift_files(
-        ref_path,
-        cur_path,
-        "gdelt-tone",
-        report_path=tmp_path / "r.json",
-        html_path=tmp_path / "r.html",
-        evidently="always",
-    )
+    _drift_files(reference, validated("20241022140000"), tmp_path, "always")
     page = (tmp_path / "r.html").read_text()
     assert "Drifted Columns" in page and len(page) > 100_000  # Evidently's self-contained report
 
@@ -121,21 +112,11 @@ def test_policy_table(changes: dict[str, object], action: Action, words: str) ->
 
 
 def test_decision_reads_the_stage_reports(reference, task, validated, tmp_path: Path) -> None:
-    ref_path, cur_path = tmp_path / "ref.parquet", tmp_path / "cur.parquet"
-    reference.to_parquet(ref_path)
-    validated("20241022140000").to_parquet(cur_path)
-    detect_drift_files(
-        ref_path,
-        cur_path,
-        "gdelt-tone",
-        report_path=tmp_path / "drift.json",
-        html_path=tmp_path / "d.html",
-        evidently="never",
-    )
+    _drift_files(reference, validated("20241022140000"), tmp_path, "never")
     write_json({"auc": 0.75, "log_loss": 0.40}, tmp_path / "baseline.json")
     write_json({"auc": 0.60, "log_loss": 0.50, "rows": 1313.0}, tmp_path / "batch.json")
     decision = decide_files(
-        tmp_path / "drift.json", tmp_path / "baseline.json", tmp_path / "batch.json", tmp_path / "decision.json"
+        tmp_path / "r.json", tmp_path / "baseline.json", tmp_path / "batch.json", tmp_path / "decision.json"
     )
     assert decision.action is Action.RETRAIN and decision.evidence.rows == 1313
     assert decision.evidence.total_features == len(task.features)
