@@ -1,11 +1,14 @@
 """Shared fixtures: the real data folder, small real batches from it, a local MinIO server and a Kubernetes API."""
 
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
+from kubernetes import client
 
 from components.common.task import TaskSpec, load_task
 from components.ingest.core import read_export
@@ -56,3 +59,46 @@ def kube_apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeApi
     """A Kubernetes API server and its etcd on 127.0.0.1 for the session; fails, never skips, when missing."""
     with run_kube_apiserver(tmp_path_factory.mktemp("kube-apiserver")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def kube_api(kube_apiserver: KubeApiServer) -> Iterator[client.ApiClient]:
+    """An admin's client of the session's Kubernetes API server."""
+    configuration = client.Configuration(
+        host=kube_apiserver.url,
+        api_key={"authorization": kube_apiserver.token},
+        api_key_prefix={"authorization": "Bearer"},
+    )
+    configuration.ssl_ca_cert = str(kube_apiserver.ca_file)
+    with client.ApiClient(configuration) as api_client:
+        yield api_client
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(kube_apiserver: KubeApiServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kubeconfig file for the session's API server (what helm and kubectl read)."""
+    path = tmp_path_factory.mktemp("kubeconfig") / "config"
+    document = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "test",
+                "cluster": {"server": kube_apiserver.url, "certificate-authority": str(kube_apiserver.ca_file)},
+            }
+        ],
+        "users": [{"name": "admin", "user": {"token": kube_apiserver.token}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}],
+        "current-context": "test",
+    }
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def kube_namespace(kube_api: client.ApiClient) -> str:
+    """A fresh namespace in the session's API server."""
+    name = f"driftpilot-{secrets.token_hex(4)}"
+    client.CoreV1Api(kube_api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    return name

@@ -3,6 +3,7 @@
 MinIO comes from ./scripts/ensure-minio.sh; the Kubernetes API server and its etcd from ./scripts/ensure-k8s.sh.
 """
 
+import json
 import os
 import secrets
 import shutil
@@ -14,6 +15,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -45,10 +47,10 @@ def minio_binary() -> Path:
     """Where the MinIO server binary is: ``$DRIFTPILOT_MINIO_BIN``, else the cache ensure-minio.sh fills."""
     if explicit := os.environ.get(MINIO_BIN_ENV):
         return Path(explicit)
-    return _cache_bin_dir() / "minio"
+    return cache_bin_dir() / "minio"
 
 
-def _cache_bin_dir() -> Path:
+def cache_bin_dir() -> Path:
     xdg_cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     cache = os.environ.get("DRIFTPILOT_CACHE") or Path(xdg_cache) / "driftpilot"
     return Path(cache) / "bin"
@@ -126,7 +128,7 @@ def kubernetes_bin_dir() -> Path:
     """Where ``kube-apiserver`` and ``etcd`` are: ``$DRIFTPILOT_K8S_BIN_DIR``, else the cache ensure-k8s.sh fills."""
     if explicit := os.environ.get(K8S_BIN_DIR_ENV):
         return Path(explicit)
-    return _cache_bin_dir()
+    return cache_bin_dir()
 
 
 @contextmanager
@@ -254,3 +256,24 @@ def _wait_ok(
             pass
         time.sleep(0.2)
     raise RuntimeError(f"{name} not ready in time; log {log}:\n{_log_tail(log)}")
+
+
+def wait_established(extensions: Any, name: str, timeout: float = 30.0) -> None:
+    """Wait until the API server serves a CustomResourceDefinition (its ``Established`` condition).
+
+    Args:
+        extensions: A ``kubernetes.client.ApiextensionsV1Api``.
+        name: The CRD's name (``<plural>.<group>``).
+        timeout: Seconds to wait.
+
+    Raises:
+        AssertionError: Not established in time; the message lists the conditions seen.
+    """
+    deadline, conditions = time.monotonic() + timeout, []
+    while time.monotonic() < deadline:
+        response = extensions.read_custom_resource_definition(name, _preload_content=False)
+        conditions = json.loads(response.data).get("status", {}).get("conditions", [])
+        if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"CRD {name} not established after {timeout:.0f} s: {conditions}")

@@ -21,8 +21,7 @@ import gzip
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +36,7 @@ from components.common.lake import quarantine_prefix
 from components.common.quarantine import rows_to_frame, write_quarantine
 from components.common.storage import write_json
 from components.common.store import Store
+from components.ingest._cluster import dask_client
 from components.ingest._parse import parse_file
 from components.ingest._sources import FetchError, Source, SourceFile
 
@@ -323,38 +323,6 @@ class IngestSummary:
                 if e.reason
             ],
         }
-
-
-@contextmanager
-def dask_client(workers: int, cluster: str = "local", image: str = "") -> Iterator[Any]:
-    """Open a Dask client: a ``LocalCluster``, a Kubernetes ``KubeCluster``, or a scheduler address.
-
-    Args:
-        workers: Worker processes (one thread each).
-        cluster: ``local``, ``kubernetes`` (the Dask operator must run in the cluster) or a
-            scheduler address such as ``tcp://dask-scheduler:8786``.
-        image: Worker image of a Kubernetes cluster.
-
-    Yields:
-        A ``distributed.Client``.
-    """
-    from distributed import Client, LocalCluster
-
-    if cluster == "kubernetes":
-        from dask_kubernetes.operator import KubeCluster
-
-        with KubeCluster(name="driftpilot-ingest", image=image, n_workers=workers) as kube, Client(kube) as client:
-            yield client
-    elif cluster == "local":
-        with (
-            LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None, memory_limit=0) as local,
-            Client(local) as client,
-        ):
-            client.run(pa.set_cpu_count, 1)  # one core per worker: Arrow's pool would oversubscribe
-            yield client
-    else:
-        with Client(cluster) as client:
-            yield client
 
 
 def _duplicate(file: SourceFile, reason: str) -> ManifestEntry:

@@ -5,11 +5,13 @@ The public API of the ingest stage; the parts live in private modules:
 - ``_sources``: where files come from — the GDELT feed over HTTP (``lastupdate.txt``,
   ``masterfilelist.txt``, verified downloads), a local folder, an S3 bucket;
 - ``_parse``: one file's bytes to typed rows, quarantining what cannot be read;
+- ``_cluster``: the Dask cluster a run works on (local, a Kubernetes DaskCluster, or given);
 - ``_lake``: the lake's layout, its manifest, and the run that ingests a range of batches on Dask.
 """
 
 from pathlib import Path
 
+from components.ingest._cluster import dask_client, dask_cluster_spec
 from components.ingest._lake import (
     IngestSummary,
     ManifestEntry,
@@ -53,6 +55,8 @@ __all__ = [
     "Status",
     "batch_of",
     "compact_manifest",
+    "dask_client",
+    "dask_cluster_spec",
     "events_key",
     "ingest",
     "ingest_file",

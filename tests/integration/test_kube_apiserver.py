@@ -3,38 +3,15 @@
 The server stores, validates and authorizes objects for real; no controllers run, so nothing is reconciled.
 """
 
-import json
-import secrets
-import time
-from collections.abc import Iterator
-
 import pytest
 from kubernetes import client
 
-from tests.servers import KubeApiServer
+from tests.servers import wait_established
 
 pytestmark = pytest.mark.integration
 
-GROUP, VERSION, PLURAL = "kubernetes.dask.org", "v1", "daskclusters"
-
-
-@pytest.fixture(scope="module")
-def api(kube_apiserver: KubeApiServer) -> Iterator[client.ApiClient]:
-    configuration = client.Configuration(
-        host=kube_apiserver.url,
-        api_key={"authorization": kube_apiserver.token},
-        api_key_prefix={"authorization": "Bearer"},
-    )
-    configuration.ssl_ca_cert = str(kube_apiserver.ca_file)
-    with client.ApiClient(configuration) as api_client:
-        yield api_client
-
-
-@pytest.fixture
-def namespace(api: client.ApiClient) -> str:
-    name = f"driftpilot-{secrets.token_hex(4)}"
-    client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    return name
+# A made-up kind: the real CRDs (test_cluster_resources.py) share this server.
+GROUP, VERSION, PLURAL = "examples.driftpilot.io", "v1", "workerpools"
 
 
 def _deployment(replicas: int) -> client.V1Deployment:
@@ -53,8 +30,9 @@ def _deployment(replicas: int) -> client.V1Deployment:
     )
 
 
-def test_namespace_service_account_and_role_round_trip(api: client.ApiClient, namespace: str) -> None:
-    core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
+def test_namespace_service_account_and_role_round_trip(kube_api: client.ApiClient, kube_namespace: str) -> None:
+    namespace = kube_namespace
+    core, rbac = client.CoreV1Api(kube_api), client.RbacAuthorizationV1Api(kube_api)
     core.create_namespaced_service_account(namespace, client.V1ServiceAccount(metadata={"name": "model-server"}))
     rule = client.V1PolicyRule(api_groups=[""], resources=["configmaps"], verbs=["get", "list", "watch"])
     role = client.V1Role(metadata=client.V1ObjectMeta(name="read-config"), rules=[rule])
@@ -68,8 +46,9 @@ def test_namespace_service_account_and_role_round_trip(api: client.ApiClient, na
     ]
 
 
-def test_server_side_dry_run_validates_without_storing(api: client.ApiClient, namespace: str) -> None:
-    apps = client.AppsV1Api(api)
+def test_server_side_dry_run_validates_without_storing(kube_api: client.ApiClient, kube_namespace: str) -> None:
+    namespace = kube_namespace
+    apps = client.AppsV1Api(kube_api)
     accepted = apps.create_namespaced_deployment(namespace, _deployment(replicas=2), dry_run="All")
     assert accepted.metadata.namespace == namespace
     assert accepted.spec.strategy.type == "RollingUpdate"  # defaulted by the server
@@ -81,7 +60,7 @@ def test_server_side_dry_run_validates_without_storing(api: client.ApiClient, na
     assert "spec.replicas" in rejected.value.body
 
 
-def _dask_cluster_crd() -> dict:
+def _worker_pool_crd() -> dict:
     worker = {"type": "object", "properties": {"replicas": {"type": "integer", "minimum": 0}}}
     spec = {"type": "object", "required": ["worker"], "properties": {"image": {"type": "string"}, "worker": worker}}
     return {
@@ -91,7 +70,7 @@ def _dask_cluster_crd() -> dict:
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
-            "names": {"plural": PLURAL, "singular": "daskcluster", "kind": "DaskCluster"},
+            "names": {"plural": PLURAL, "singular": "workerpool", "kind": "WorkerPool"},
             "versions": [
                 {
                     "name": VERSION,
@@ -104,26 +83,16 @@ def _dask_cluster_crd() -> dict:
     }
 
 
-def _wait_established(extensions: client.ApiextensionsV1Api, name: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        response = extensions.read_custom_resource_definition(name, _preload_content=False)
-        conditions = json.loads(response.data).get("status", {}).get("conditions", [])
-        if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"CRD {name} not established after {timeout:.0f} s: {conditions}")
-
-
-def test_custom_resource_definition_serves_validated_objects(api: client.ApiClient, namespace: str) -> None:
-    extensions, custom = client.ApiextensionsV1Api(api), client.CustomObjectsApi(api)
-    crd = _dask_cluster_crd()
+def test_custom_resource_definition_serves_validated_objects(kube_api: client.ApiClient, kube_namespace: str) -> None:
+    namespace = kube_namespace
+    extensions, custom = client.ApiextensionsV1Api(kube_api), client.CustomObjectsApi(kube_api)
+    crd = _worker_pool_crd()
     extensions.create_custom_resource_definition(crd, _preload_content=False)
-    _wait_established(extensions, crd["metadata"]["name"])
+    wait_established(extensions, crd["metadata"]["name"])
 
     body = {
         "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "DaskCluster",
+        "kind": "WorkerPool",
         "metadata": {"name": "ingest"},
         "spec": {"image": "driftpilot-components:dev", "worker": {"replicas": 2}},
     }

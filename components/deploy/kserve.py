@@ -1,0 +1,154 @@
+"""Serve a registered model version as a KServe InferenceService, rolled out through a canary.
+
+The predictor is our serving image (``python -m components.serve``) loading the version from the
+MLflow registry. KServe's canary rollout works on one InferenceService: changing the predictor
+with ``canaryTrafficPercent: N`` starts a new revision that gets N% of the traffic while the last
+rolled-out revision keeps the rest; removing the field promotes the new revision to 100%;
+setting it to 0 rolls back (all traffic to the previous revision). Canaries need KServe's
+Serverless (Knative) deployment mode, which the manifest asks for.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client
+
+from components.common.kube import INFERENCE_SERVICE, apply_custom, get_custom, patch_custom
+
+__all__ = ["PredictorSpec", "inference_service", "promote", "roll_back", "roll_out", "traffic"]
+
+_SECURE = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+@dataclass(frozen=True)
+class PredictorSpec:
+    """What an InferenceService's predictor serves and how.
+
+    Attributes:
+        name: InferenceService name (also the model name in V1/V2 URLs).
+        image: Serving image.
+        model_uri: MLflow model URI of the version, e.g. ``models:/gdelt-tone/3``.
+        env_secret: Secret whose keys become the container's environment
+            (``MLFLOW_TRACKING_URI``, S3 credentials); '' for none.
+        service_account: ServiceAccount of the predictor pods.
+        logger_url: Where KServe's logger posts every request and response (the drift monitor);
+            '' disables logging.
+        min_replicas: Replicas kept warm.
+        max_replicas: Autoscaling ceiling.
+        resources: Container requests and limits.
+        labels: Extra labels on the InferenceService.
+    """
+
+    name: str
+    image: str
+    model_uri: str
+    env_secret: str = ""
+    service_account: str = ""
+    logger_url: str = ""
+    min_replicas: int = 1
+    max_replicas: int = 3
+    resources: dict[str, dict[str, str]] = field(
+        default_factory=lambda: {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
+    )
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def inference_service(spec: PredictorSpec, *, canary_percent: int | None = None) -> dict[str, Any]:
+    """Return the InferenceService manifest for a predictor.
+
+    Args:
+        spec: The predictor.
+        canary_percent: Share of traffic for this revision while the previous one keeps the rest
+            (0–100); None rolls it out to all traffic.
+
+    Returns:
+        The manifest (``serving.kserve.io/v1beta1``).
+
+    Raises:
+        ValueError: ``canary_percent`` is outside 0–100.
+    """
+    if canary_percent is not None and not 0 <= canary_percent <= 100:
+        raise ValueError(f"canary_percent must be within 0-100, got {canary_percent}")
+    container: dict[str, Any] = {
+        "name": "kserve-container",
+        "image": spec.image,
+        "args": ["--model_name", spec.name, "--model_uri", spec.model_uri, "--http_port", "8080"],
+        "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+        "resources": spec.resources,
+        "securityContext": _SECURE,
+        "readinessProbe": {"httpGet": {"path": f"/v2/models/{spec.name}/ready", "port": 8080}},
+    }
+    if spec.env_secret:
+        container["envFrom"] = [{"secretRef": {"name": spec.env_secret}}]
+    predictor: dict[str, Any] = {
+        "minReplicas": spec.min_replicas,
+        "maxReplicas": spec.max_replicas,
+        "containers": [container],
+    }
+    if spec.service_account:
+        predictor["serviceAccountName"] = spec.service_account
+    if spec.logger_url:
+        predictor["logger"] = {"mode": "all", "url": spec.logger_url}
+    if canary_percent is not None:
+        predictor["canaryTrafficPercent"] = canary_percent
+    return {
+        "apiVersion": INFERENCE_SERVICE.api_version,
+        "kind": INFERENCE_SERVICE.kind,
+        "metadata": {
+            "name": spec.name,
+            "labels": {"app.kubernetes.io/part-of": "driftpilot", **spec.labels},
+            "annotations": {"serving.kserve.io/deploymentMode": "Serverless"},
+        },
+        "spec": {"predictor": predictor},
+    }
+
+
+def roll_out(
+    api: client.ApiClient, namespace: str, spec: PredictorSpec, *, canary_percent: int | None, dry_run: bool = False
+) -> dict[str, Any]:
+    """Create the InferenceService, or start a canary of a new predictor on the existing one.
+
+    Args:
+        api: Kubernetes API client.
+        namespace: Namespace of the InferenceService.
+        spec: The new predictor.
+        canary_percent: Traffic share of the new revision; ignored (all traffic) when the
+            InferenceService is new, as a first revision has nothing to share with.
+        dry_run: Validate on the server without storing.
+
+    Returns:
+        The stored InferenceService.
+    """
+    exists = get_custom(api, INFERENCE_SERVICE, namespace, spec.name) is not None
+    manifest = inference_service(spec, canary_percent=canary_percent if exists else None)
+    return apply_custom(api, INFERENCE_SERVICE, namespace, manifest, dry_run=dry_run)
+
+
+def _set_canary(api: client.ApiClient, namespace: str, name: str, percent: int | None) -> dict[str, Any]:
+    return patch_custom(
+        api, INFERENCE_SERVICE, namespace, name, {"spec": {"predictor": {"canaryTrafficPercent": percent}}}
+    )
+
+
+def promote(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    """Give the canary revision all traffic: remove ``canaryTrafficPercent``."""
+    return _set_canary(api, namespace, name, None)
+
+
+def roll_back(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    """Send all traffic back to the last rolled-out revision: ``canaryTrafficPercent: 0``."""
+    return _set_canary(api, namespace, name, 0)
+
+
+def traffic(isvc: dict[str, Any]) -> dict[str, int]:
+    """Traffic split the spec asks for: ``{"canary": N, "previous": 100 - N}``, or all to ``latest``."""
+    percent = isvc["spec"]["predictor"].get("canaryTrafficPercent")
+    if percent is None:
+        return {"latest": 100}
+    return {"canary": int(percent), "previous": 100 - int(percent)}
