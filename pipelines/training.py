@@ -1,9 +1,10 @@
-"""The training pipeline: ingest → validate → train → register (champion) → deploy."""
+"""The training pipeline: ingest → check the range's data quality → validate → train → register (champion) → deploy."""
 
 from kfp import dsl
 
 from components.deploy.component import deploy_champion
 from components.ingest.component import ingest_gdelt
+from components.quality.component import check_range_quality
 from components.register.component import register_model_version
 from components.train.component import train_lightgbm
 from components.validate.component import validate_gdelt
@@ -50,7 +51,9 @@ def training_pipeline(
         workers=ingest_workers,
         cluster=dask_cluster,
     )
-    validate = validate_gdelt(raw=ingest.outputs["raw"], batch_id=ingest.outputs["Output"], lake_dir=lake_dir)
+    # Incidents (a missing or re-published batch, a schema break) are quarantined, not trained on.
+    quality = check_range_quality(lake_dir=lake_dir, since=since, until=until).after(ingest)
+    validate = validate_gdelt(raw=quality.outputs["clean"], batch_id=quality.outputs["Output"], lake_dir=lake_dir)
     train = train_lightgbm(data=validate.outputs["valid"], task=task, seed=seed)
     register = register_model_version(
         model=train.outputs["model"],
@@ -59,7 +62,7 @@ def training_pipeline(
         artifact_root=artifact_root,
         model_name=model_name,
         alias="champion",
-        source_batch=ingest.outputs["Output"],
+        source_batch=quality.outputs["Output"],
         pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
     )
     deploy_champion(tracking_uri=tracking_uri, model_name=model_name, serving_dir=serving_dir, port=serving_port).after(

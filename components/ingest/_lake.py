@@ -53,6 +53,7 @@ __all__ = [
     "read_batch",
     "read_manifest",
     "write_entry",
+    "write_range_table",
 ]
 
 EVENTS, MANIFEST, RAW = "events", "_manifest", "raw"
@@ -455,7 +456,12 @@ def ingest_to_table(
         raise IngestError(
             f"no rows of [{since or 'oldest'}, {until or 'newest'}] in {store.uri} from {source.location}: {problems}"
         )
+    return batches, write_range_table(store, batches, table_path)
+
+
+def write_range_table(store: Store, batches: list[str], path: Path) -> int:
+    """Write the rows of some batches of the lake as one Parquet file; return its row count."""
     table = pa.concat_tables([read_batch(store, b) for b in batches])
-    table_path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, table_path)
-    return batches, table.num_rows
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return table.num_rows

@@ -26,6 +26,7 @@ from typing import Any
 
 import pyarrow.compute as pc
 
+from components.common.errors import DataValidationError
 from components.common.lake import incident_key, quarantine_prefix
 from components.common.schema import REQUIRED_COLUMNS
 from components.common.storage import write_json
@@ -35,12 +36,25 @@ from components.ingest._lake import (
     ManifestEntry,
     Status,
     events_key,
+    ingested_batches,
     read_batch,
     read_manifest,
     write_entry,
+    write_range_table,
 )
 
-__all__ = ["Check", "QualityConfig", "QualityReport", "assess", "check_batch", "check_batch_files"]
+__all__ = [
+    "Check",
+    "QualityConfig",
+    "QualityReport",
+    "assess",
+    "check_batch",
+    "check_batch_files",
+    "check_range",
+    "check_range_files",
+    "quality_key",
+    "range_markdown",
+]
 
 OK, WARN, INCIDENT = "ok", "warn", "incident"
 _RANK = {OK: 0, WARN: 1, INCIDENT: 2}
@@ -250,6 +264,33 @@ def _repeated_ids(store: Store, batch_id: str, previous: str | None) -> int:
     return int(pc.sum(pc.is_in(current, value_set=before.combine_chunks())).as_py() or 0)
 
 
+def quality_key(batch_id: str) -> str:
+    """Key of a batch's quality report (every judged batch has one)."""
+    return f"_quality/{batch_id}.json"
+
+
+def _judge(store: Store, batch_id: str, manifest: dict[str, ManifestEntry], config: QualityConfig) -> QualityReport:
+    """Judge a batch against the manifest's earlier batches; on an incident, quarantine it and update ``manifest``."""
+    entries = sorted(manifest.values(), key=lambda e: (e.batch_id, e.name))
+    batch = [e for e in entries if e.batch_id == batch_id]
+    if not batch:
+        raise KeyError(f"batch {batch_id} is not in the lake's manifest: ingest it first")
+    history = [e for e in entries if e.batch_id < batch_id]
+    previous = max((e.batch_id for e in history if e.status == Status.INGESTED), default=None)
+    report = assess(batch, history, repeated_ids=_repeated_ids(store, batch_id, previous), config=config)
+    store.put_json(quality_key(batch_id), report.to_dict())
+    if report.incident:
+        store.put_json(incident_key(batch_id), report.to_dict())
+        for entry in batch:
+            key = events_key(batch_id, entry.name)
+            if store.exists(key):
+                store.put_bytes(f"{quarantine_prefix(batch_id)}/{key.removeprefix(EVENTS + '/')}", store.get_bytes(key))
+                store.delete(key)
+            reason = f"data-quality incident: {report.summary()}"
+            manifest[entry.name] = write_entry(store, replace(entry, status=Status.QUARANTINED, reason=reason))
+    return report
+
+
 def check_batch(store: Store, batch_id: str, config: QualityConfig = QualityConfig()) -> QualityReport:
     """Judge a batch already in the lake; on an incident, move its rows to quarantine.
 
@@ -265,24 +306,46 @@ def check_batch(store: Store, batch_id: str, config: QualityConfig = QualityConf
     Raises:
         KeyError: When the lake's manifest has no file of the batch.
     """
-    manifest = sorted(read_manifest(store).values(), key=lambda e: (e.batch_id, e.name))
-    batch = [e for e in manifest if e.batch_id == batch_id]
-    if not batch:
-        raise KeyError(f"batch {batch_id} is not in the lake's manifest: ingest it first")
-    history = [e for e in manifest if e.batch_id < batch_id]
-    previous = max((e.batch_id for e in history if e.status == Status.INGESTED), default=None)
-    report = assess(batch, history, repeated_ids=_repeated_ids(store, batch_id, previous), config=config)
-    store.put_json(f"_quality/{batch_id}.json", report.to_dict())
-    if report.incident:
-        store.put_json(incident_key(batch_id), report.to_dict())
-        for entry in batch:
-            key = events_key(batch_id, entry.name)
-            if store.exists(key):
-                store.put_bytes(f"{quarantine_prefix(batch_id)}/{key.removeprefix(EVENTS + '/')}", store.get_bytes(key))
-                store.delete(key)
-            reason = f"data-quality incident: {report.summary()}"
-            write_entry(store, replace(entry, status=Status.QUARANTINED, reason=reason))
-    return report
+    return _judge(store, batch_id, read_manifest(store), config)
+
+
+def check_range(
+    store: Store, *, since: str | None, until: str | None, config: QualityConfig = QualityConfig()
+) -> list[QualityReport]:
+    """Judge, oldest first, every batch of a range that no earlier run judged (a backfill's check).
+
+    Each batch is judged against the batches before it, so an incident early in the range is out
+    of the history of the later ones.
+
+    Args:
+        store: The lake.
+        since: First batch, inclusive (None: the oldest).
+        until: Last batch, inclusive (None: the newest).
+        config: Thresholds.
+
+    Returns:
+        The reports of the batches judged now, oldest first.
+    """
+    manifest = read_manifest(store)
+    judged = {Path(key).stem for key in store.keys("_quality")}
+    return [
+        _judge(store, batch_id, manifest, config)
+        for batch_id in ingested_batches(store, since, until)
+        if batch_id not in judged
+    ]
+
+
+def range_markdown(reports: list[QualityReport], clean: list[str]) -> str:
+    """A range's check as Markdown: the batches kept, and each batch judged now with its verdict."""
+    incidents = [r for r in reports if r.incident]
+    lines = [
+        f"# Data quality of {len(clean)} batches kept: {len(reports)} judged now, **{len(incidents)} incidents**",
+        "",
+        "| batch | verdict | summary |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {r.batch_id} | {r.verdict} | {r.summary()} |" for r in reports]
+    return "\n".join(lines) + "\n"
 
 
 def check_batch_files(
@@ -305,3 +368,45 @@ def check_batch_files(
     markdown_path.parent.mkdir(parents=True, exist_ok=True)
     markdown_path.write_text(report.markdown(), encoding="utf-8")
     return report
+
+
+def check_range_files(
+    store: Store,
+    *,
+    since: str | None,
+    until: str | None,
+    table_path: Path,
+    report_path: Path,
+    markdown_path: Path,
+    config: QualityConfig = QualityConfig(),
+) -> tuple[list[str], list[QualityReport]]:
+    """Judge a range (see ``check_range``) and hand on its sound batches' rows with the reports.
+
+    Args:
+        store: The lake.
+        since: First batch, inclusive (None: the oldest).
+        until: Last batch, inclusive (None: the newest).
+        table_path: Where the kept batches' rows are written (Parquet).
+        report_path: Where the reports are written (JSON: kept batches, incidents, each report).
+        markdown_path: Where the Markdown summary is written.
+        config: Thresholds.
+
+    Returns:
+        The batches kept, oldest first, and the reports of the batches judged now.
+
+    Raises:
+        DataValidationError: When no batch of the range is left to train on.
+    """
+    reports = check_range(store, since=since, until=until, config=config)
+    clean = ingested_batches(store, since, until)
+    incidents = [r.to_dict() for r in reports if r.incident]
+    write_json({"kept": clean, "incidents": incidents, "reports": [r.to_dict() for r in reports]}, report_path)
+    markdown_path.parent.mkdir(parents=True, exist_ok=True)
+    markdown_path.write_text(range_markdown(reports, clean), encoding="utf-8")
+    if not clean:
+        raise DataValidationError(
+            f"no batch of [{since or 'oldest'}, {until or 'newest'}] passed the data-quality checks: "
+            + "; ".join(f"{r['batch_id']}: {r['summary']}" for r in incidents[:5])
+        )
+    write_range_table(store, clean, table_path)
+    return clean, reports

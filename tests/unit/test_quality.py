@@ -1,10 +1,12 @@
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
+from components.common.errors import DataValidationError
 from components.common.store import Store
 from components.ingest.core import DirectorySource, Status, ingest, read_manifest
-from components.quality.core import QualityConfig, check_batch
+from components.quality.core import QualityConfig, check_batch, check_range, check_range_files
 
 DAY = [
     "20241022130000",
@@ -90,3 +92,43 @@ def test_an_empty_field_spike_in_an_optional_column_is_a_warning(lake: tuple[Pat
     checks = {c.name: c for c in report.checks}
     assert checks["nulls"].status == "warn" and "ActionGeo_CountryCode" in checks["nulls"].detail
     assert report.verdict == "warn"
+
+
+def test_a_backfill_range_is_judged_once_and_its_incident_is_left_out(
+    lake: tuple[Path, Store], gdelt_dir: Path, tmp_path: Path
+) -> None:
+    feed, store = lake
+    _add(feed, store, "20241022144500", _lines(gdelt_dir, "20241022144500")[:10])  # collapsed
+    _add(feed, store, "20241022150000", _lines(gdelt_dir, "20241022150000"))
+    paths = {name: tmp_path / "out" / name for name in ("clean.parquet", "report.json", "report.md")}
+    kept, reports = check_range_files(
+        store,
+        since="20241022",
+        until=None,
+        table_path=paths["clean.parquet"],
+        report_path=paths["report.json"],
+        markdown_path=paths["report.md"],
+    )
+    assert [r.batch_id for r in reports] == [*DAY, "20241022144500", "20241022150000"]
+    assert [r.batch_id for r in reports if r.incident] == ["20241022144500"]
+    assert kept == [*DAY, "20241022150000"]
+    rows = pq.read_table(paths["clean.parquet"], columns=["DATEADDED"]).column(0).to_pylist()
+    assert set(rows) == {int(b) for b in kept}
+    assert len(rows) == sum(len(_lines(gdelt_dir, b)) for b in kept)
+    assert "**1 incidents**" in paths["report.md"].read_text()
+    assert check_range(store, since="20241022", until=None) == []  # judged once: a re-run judges nothing
+
+
+def test_a_range_with_only_incidents_is_refused(lake: tuple[Path, Store], gdelt_dir: Path, tmp_path: Path) -> None:
+    feed, store = lake
+    _add(feed, store, "20241022144500", _lines(gdelt_dir, "20241022144500")[:10])
+    check_range(store, since=None, until="20241022143000")
+    with pytest.raises(DataValidationError, match=r"20241022144500.*volume collapsed"):
+        check_range_files(
+            store,
+            since="20241022144500",
+            until="20241022144500",
+            table_path=tmp_path / "t.parquet",
+            report_path=tmp_path / "r.json",
+            markdown_path=tmp_path / "r.md",
+        )
