@@ -1,0 +1,1 @@
+"""The monitor stage: KServe inference logs (CloudEvents over HTTP) paired and written to the lake."""
