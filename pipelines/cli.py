@@ -1,4 +1,4 @@
-"""The ``driftpilot`` command: compile pipelines, run the demo, ingest GDELT, serve a GDELT mirror."""
+"""The ``driftpilot`` command: compile pipelines, run the demo, ingest GDELT, serve a GDELT mirror, deploy to KFP."""
 
 import argparse
 import sys
@@ -61,7 +61,42 @@ def _parser() -> argparse.ArgumentParser:
         metavar="BATCH=KIND",
         help="inject a fault (404, 500, timeout, md5, duplicate)",
     )
+    kfp_deploy = commands.add_parser(
+        "kfp-deploy", help="upload the pipelines to a KFP API and schedule the recurring drift response"
+    )
+    kfp_deploy.add_argument("--host", required=True, help="KFP API URL, e.g. http://ml-pipeline.kubeflow:8888")
+    kfp_deploy.add_argument("--namespace", default=None, help="namespace of a multi-user KFP (default: none)")
+    kfp_deploy.add_argument(
+        "--schedule", default=None, help="cron, 5 or 6 fields (default '0 5,20,35,50 * * * *': every 15 min)"
+    )
+    kfp_deploy.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="drift-response pipeline parameter"
+    )
+    kfp_deploy.add_argument("--experiment", default="driftpilot", help="experiment (default driftpilot)")
+    kfp_deploy.add_argument(
+        "--run-name", default="driftpilot-drift-response", help="recurring run name; one of this name is replaced"
+    )
+    kfp_deploy.add_argument("--service-account", default="", help="service account of the run's pods")
     return parser
+
+
+def _kfp_deploy(args: argparse.Namespace) -> None:
+    from pipelines.kfp_deploy import DEFAULT_SCHEDULE, deploy_to_kfp, parse_params
+
+    result = deploy_to_kfp(
+        args.host,
+        params=parse_params(args.param),
+        schedule=args.schedule or DEFAULT_SCHEDULE,
+        namespace=args.namespace,
+        experiment=args.experiment,
+        run_name=args.run_name,
+        service_account=args.service_account,
+    )
+    for pipeline in result.pipelines:
+        state = "uploaded" if pipeline.created else "unchanged"
+        print(f"{pipeline.name}: {state} version {pipeline.version_name} ({pipeline.version_id})")
+    replaced = f", replacing {', '.join(result.replaced)}" if result.replaced else ""
+    print(f"recurring run {result.recurring_run_id}: cron '{result.schedule}'{replaced}")
 
 
 def _ingest(args: argparse.Namespace) -> dict[str, object]:
@@ -136,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1 if result["failed"] else 0
         elif args.command == "gdelt-mirror":
             _mirror(args)
+        elif args.command == "kfp-deploy":
+            _kfp_deploy(args)
     except DriftpilotError as exc:
         print(f"driftpilot: {exc}", file=sys.stderr)
         return 2
