@@ -26,7 +26,18 @@ fresh() { # fresh NAME VERSION: is bin/NAME built and stamped with VERSION?
   [ -x "$bin_dir/$1" ] && [ "$(cat "$bin_dir/$1.version" 2>/dev/null)" = "$2" ]
 }
 
-if fresh kube-apiserver "$KUBERNETES_VERSION" && fresh etcd "$ETCD_VERSION"; then
+# The server reports its version (/version, which helm checks against a chart's kubeVersion) from
+# these variables, as kubernetes' own build sets them; the stamp says the binary has them.
+minor=${KUBERNETES_VERSION#v1.}
+minor=${minor%%.*}
+version_ldflags=""
+for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  version_ldflags="$version_ldflags -X $package.gitVersion=$KUBERNETES_VERSION -X $package.gitMajor=1 -X $package.gitMinor=$minor"
+  version_ldflags="$version_ldflags -X $package.gitTreeState=clean"
+done
+KUBE_STAMP="$KUBERNETES_VERSION with-version"
+
+if fresh kube-apiserver "$KUBE_STAMP" && fresh etcd "$ETCD_VERSION"; then
   echo "$bin_dir"
   exit 0
 fi
@@ -39,16 +50,16 @@ fi
 export CGO_ENABLED=0 GOWORK=off
 mkdir -p "$bin_dir" "$src_dir"
 
-build() { # build NAME VERSION MODULE_DIR PACKAGE
-  local name=$1 version=$2 dir=$3 package=$4 start=$SECONDS
+build() { # build NAME STAMP MODULE_DIR PACKAGE [LDFLAGS]
+  local name=$1 version=$2 dir=$3 package=$4 ldflags="-s -w ${5:-}" start=$SECONDS
   rm -f "$bin_dir/$name.version"
-  (cd "$dir" && "$GO" build -trimpath -ldflags='-s -w' -o "$bin_dir/$name.tmp" "$package")
+  (cd "$dir" && "$GO" build -trimpath -ldflags="$ldflags" -o "$bin_dir/$name.tmp" "$package")
   mv "$bin_dir/$name.tmp" "$bin_dir/$name"
   echo "$version" > "$bin_dir/$name.version"
   echo "ensure-k8s: built $name $version in $((SECONDS - start)) s" >&2
 }
 
-if ! fresh kube-apiserver "$KUBERNETES_VERSION"; then
+if ! fresh kube-apiserver "$KUBE_STAMP"; then
   echo "building kube-apiserver $KUBERNETES_VERSION into $bin_dir (many minutes the first time) ..." >&2
   dir=$src_dir/kube-apiserver-$KUBERNETES_VERSION
   rm -rf "$dir" && mkdir -p "$dir"
@@ -72,7 +83,7 @@ if ! fresh kube-apiserver "$KUBERNETES_VERSION"; then
     exit 1
   fi
   (cd "$dir" && "$GO" get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBERNETES_VERSION")
-  build kube-apiserver "$KUBERNETES_VERSION" "$dir" k8s.io/kubernetes/cmd/kube-apiserver
+  build kube-apiserver "$KUBE_STAMP" "$dir" k8s.io/kubernetes/cmd/kube-apiserver "$version_ldflags"
 fi
 
 if ! fresh etcd "$ETCD_VERSION"; then

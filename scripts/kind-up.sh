@@ -62,7 +62,6 @@ helm upgrade --install dask-operator "$dask_chart" --namespace dask-operator --c
 step "${steps[5]}"
 kubectl apply -f manifests/driftpilot/namespace.yaml
 kubectl -n kubeflow rollout status deployment/ml-pipeline --timeout=600s
-helm upgrade --install driftpilot charts/driftpilot --namespace "$namespace" --wait --timeout 15m \
-  --set kfp.host=http://ml-pipeline.kubeflow.svc.cluster.local:8888
+helm upgrade --install driftpilot charts/driftpilot --namespace "$namespace" --wait --timeout 15m
 
 echo "driftpilot is up: kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80, then http://localhost:8080" >&2

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set everything up and run the test suite: lint, type checks, unit, component and integration tests.
 # The integration tests start a MinIO server that ./scripts/ensure-minio.sh builds with Go (once, cached),
-# and a Kubernetes API server with its etcd that ./scripts/ensure-k8s.sh builds the same way.
+# and a Kubernetes API server with its etcd that ./scripts/ensure-k8s.sh builds the same way; they
+# install the chart with the Helm that ./scripts/ensure-helm.sh builds, into that server with the real
+# CRDs ./scripts/ensure-crds.sh gathers.
 # Extra arguments go to pytest (e.g. ./scripts/test.sh -m "not integration").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +13,10 @@ DRIFTPILOT_MINIO_BIN=$(./scripts/ensure-minio.sh)
 export DRIFTPILOT_MINIO_BIN
 DRIFTPILOT_K8S_BIN_DIR=$(./scripts/ensure-k8s.sh)
 export DRIFTPILOT_K8S_BIN_DIR
+DRIFTPILOT_HELM_BIN_DIR=$(./scripts/ensure-helm.sh)
+export DRIFTPILOT_HELM_BIN_DIR
+DRIFTPILOT_CRDS_DIR=$(./scripts/ensure-crds.sh)
+export DRIFTPILOT_CRDS_DIR
 .venv/bin/ruff check components pipelines tests scripts
 .venv/bin/mypy
 .venv/bin/pytest "$@"

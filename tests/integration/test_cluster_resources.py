@@ -91,6 +91,11 @@ def _dry_run(dynamic: DynamicClient, namespace: str, document: dict[str, Any]) -
     name = f"{document['kind']}/{document['metadata']['name']}"
     try:
         if resource.namespaced:
+            namespace = document["metadata"].get("namespace", namespace)
+            if namespace not in {
+                n.metadata.name for n in dynamic.resources.get(api_version="v1", kind="Namespace").get().items
+            }:
+                dynamic.resources.get(api_version="v1", kind="Namespace").create(body={"metadata": {"name": namespace}})
             resource.create(body=document, namespace=namespace, dry_run="All")
         else:
             resource.create(body=document, dry_run="All")
