@@ -77,11 +77,22 @@ def _parser() -> argparse.ArgumentParser:
         "--run-name", default="driftpilot-drift-response", help="recurring run name; one of this name is replaced"
     )
     kfp_deploy.add_argument("--service-account", default="", help="service account of the run's pods")
+    kfp_deploy.add_argument(
+        "--env-config-map", default="", help="ConfigMap of settings every step pod reads (DRIFTPILOT_LAKE, ...)"
+    )
+    kfp_deploy.add_argument(
+        "--env-secret",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VAR[,KEY=VAR]",
+        help="Secret keys every step pod gets as variables (repeatable)",
+    )
     return parser
 
 
 def _kfp_deploy(args: argparse.Namespace) -> None:
     from pipelines.kfp_deploy import DEFAULT_SCHEDULE, deploy_to_kfp, parse_params
+    from pipelines.pod_env import PodEnv, parse_secret_env
 
     result = deploy_to_kfp(
         args.host,
@@ -91,6 +102,7 @@ def _kfp_deploy(args: argparse.Namespace) -> None:
         experiment=args.experiment,
         run_name=args.run_name,
         service_account=args.service_account,
+        pod_env=PodEnv(args.env_config_map, parse_secret_env(args.env_secret)),
     )
     for pipeline in result.pipelines:
         state = "uploaded" if pipeline.created else "unchanged"

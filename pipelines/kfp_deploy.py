@@ -28,6 +28,7 @@ import yaml
 
 from components.common.errors import ConfigError
 from components.common.images import COMPONENTS_IMAGE
+from pipelines.pod_env import PodEnv, add_pod_env
 
 __all__ = [
     "DEFAULT_SCHEDULE",
@@ -419,10 +420,12 @@ def deploy_to_kfp(
     experiment: str = "driftpilot",
     run_name: str = _DRIFT_RESPONSE,
     service_account: str = "",
+    pod_env: PodEnv | None = None,
 ) -> DeployResult:
     """Compile the pipelines and deploy them to the KFP API at ``host`` (see ``deploy``).
 
-    The schedule and the parameters are checked before the API is contacted.
+    The schedule and the parameters are checked before the API is contacted. Every step pod
+    takes ``pod_env``'s ConfigMap and Secrets (if any) as environment variables.
     """
     import kfp
 
@@ -431,6 +434,8 @@ def deploy_to_kfp(
     normalize_cron(schedule)
     with tempfile.TemporaryDirectory(prefix="driftpilot-kfp-") as folder:
         compiled = compile_pipelines(Path(folder))
+        for path in compiled:
+            add_pod_env(path, pod_env or PodEnv())
         definitions = dict(pipeline_parameters(path) for path in compiled)
         typed_params(definitions[_DRIFT_RESPONSE], params, _DRIFT_RESPONSE)
         return deploy(

@@ -23,6 +23,7 @@ from components.common.store import Store
 from components.monitor.core import InferenceLogMonitor
 from pipelines.cli import compile_pipelines
 from pipelines.kfp_deploy import normalize_cron, pipeline_parameters, typed_params
+from pipelines.pod_env import parse_secret_env
 
 pytestmark = pytest.mark.integration
 
@@ -286,6 +287,19 @@ def test_the_job_schedules_the_drift_response_with_parameters_the_pipeline_takes
         typed = typed_params(drift_inputs, params, "driftpilot-drift-response")  # what kfp-deploy will check
         assert typed["lake_dir"].startswith("s3://")
         assert typed["tracking_uri"].startswith("http://") and typed["tracking_uri"].endswith(":5000")
+        # The step pods' environment: the rendered settings ConfigMap, and Secrets holding those keys
+        # (generated ones are rendered; a named existing Secret is the user's).
+        config_map = named(objects, "ConfigMap", flags["--env-config-map"])
+        assert {"DRIFTPILOT_LAKE", "DRIFTPILOT_TRACKING_URI"} <= set(config_map["data"])
+        secrets = parse_secret_env([args[i + 1] for i, a in enumerate(args) if a == "--env-secret"])
+        assert {v for mapping in secrets.values() for v in mapping.values()} >= {
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+        }
+        rendered = {d["metadata"]["name"]: d for d in of_kind(objects, "Secret")}
+        for name, mapping in secrets.items():
+            if name in rendered:
+                assert set(mapping) <= set(rendered[name].get("stringData", rendered[name].get("data", {}))), name
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     assert normalize_cron(defaults["kfpDeploy"]["schedule"]) == "0 5,20,35,50 * * * *"
 

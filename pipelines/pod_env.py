@@ -1,0 +1,111 @@
+"""The environment every step pod of a compiled pipeline takes from the cluster: a ConfigMap and Secrets.
+
+In a cluster the steps find the lake, MLflow, S3 and the Optuna storage through environment
+variables that the Helm chart keeps in a ConfigMap (settings) and Secrets (credentials). KFP sets
+them per task through its Kubernetes platform spec (``kfp.kubernetes.use_config_map_as_env`` /
+``use_secret_as_env``). The names are the release's, known when the pipelines are deployed, not
+when they are defined, so they are added to the compiled files: the platform entries are produced
+by ``kfp.kubernetes`` itself (on a one-step probe pipeline) and copied to every executor.
+"""
+
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.common.errors import ConfigError
+
+__all__ = ["SETTINGS_KEYS", "PodEnv", "add_pod_env", "parse_secret_env"]
+
+SETTINGS_KEYS = (
+    "DRIFTPILOT_LAKE",
+    "DRIFTPILOT_TRACKING_URI",
+    "DRIFTPILOT_S3_ENDPOINT",
+    "AWS_REGION",
+    "DRIFTPILOT_SERVING_IMAGE",
+    "DRIFTPILOT_OPTUNA_STORAGE",
+)
+"""Keys of the settings ConfigMap, each set as the variable of the same name when present."""
+
+
+@dataclass(frozen=True)
+class PodEnv:
+    """Where step pods take their environment from.
+
+    Attributes:
+        config_map: Settings ConfigMap ('' for none); its ``SETTINGS_KEYS`` present become
+            variables (a key it lacks is skipped).
+        secrets: Secret name → {key in the Secret: variable name}; every key must exist.
+    """
+
+    config_map: str = ""
+    secrets: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+
+def parse_secret_env(specs: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Parse ``NAME:KEY=VAR[,KEY=VAR...]`` flags into Secret name → {key: variable}.
+
+    Raises:
+        ConfigError: A flag is malformed.
+    """
+    secrets: dict[str, dict[str, str]] = {}
+    for spec in specs:
+        name, _, pairs = spec.partition(":")
+        mapping = dict(pair.split("=", 1) for pair in pairs.split(",") if "=" in pair)
+        if not name or not mapping or len(mapping) != len(pairs.split(",")):
+            raise ConfigError(f"secret env {spec!r} is not NAME:KEY=VAR[,KEY=VAR...]")
+        secrets.setdefault(name, {}).update(mapping)
+    return secrets
+
+
+def _platform_entries(env: PodEnv) -> dict[str, Any]:
+    """The Kubernetes platform entries of one executor, as kfp.kubernetes writes them."""
+    from kfp import compiler, dsl, kubernetes
+
+    @dsl.container_component
+    def probe() -> dsl.ContainerSpec:
+        return dsl.ContainerSpec(image="probe", command=["true"])
+
+    @dsl.pipeline(name="probe")
+    def probe_pipeline() -> None:
+        task = probe()
+        if env.config_map:
+            kubernetes.use_config_map_as_env(task, env.config_map, {k: k for k in SETTINGS_KEYS}, optional=True)
+        for name, mapping in env.secrets.items():
+            kubernetes.use_secret_as_env(task, name, dict(mapping))
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "probe.yaml"
+        compiler.Compiler().compile(probe_pipeline, str(path))
+        documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+    entries: dict[str, Any] = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-probe"]
+    return entries
+
+
+def add_pod_env(compiled: Path, env: PodEnv) -> int:
+    """Give every step of a compiled pipeline the ConfigMap's and Secrets' variables, in place.
+
+    Args:
+        compiled: A pipeline compiled to KFP's YAML (with or without a platform spec).
+        env: The ConfigMap and Secrets.
+
+    Returns:
+        The number of executors changed.
+    """
+    if not env.config_map and not env.secrets:
+        return 0
+    entries = _platform_entries(env)
+    documents = list(yaml.safe_load_all(compiled.read_text(encoding="utf-8")))
+    if len(documents) == 1:
+        documents.append({"platforms": {"kubernetes": {"deploymentSpec": {"executors": {}}}}})
+    executors = documents[1]["platforms"]["kubernetes"]["deploymentSpec"].setdefault("executors", {})
+    names = list(documents[0]["deploymentSpec"]["executors"])
+    for name in names:
+        config = executors.setdefault(name, {})
+        for kind, values in entries.items():
+            config[kind] = [*config.get(kind, []), *values]
+    compiled.write_text(yaml.safe_dump_all(documents, sort_keys=True), encoding="utf-8")
+    return len(names)
