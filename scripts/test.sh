@@ -3,7 +3,8 @@
 # The integration tests start a MinIO server that ./scripts/ensure-minio.sh builds with Go (once, cached),
 # and a Kubernetes API server with its etcd that ./scripts/ensure-k8s.sh builds the same way; they
 # install the chart with the Helm that ./scripts/ensure-helm.sh builds, into that server with the real
-# CRDs ./scripts/ensure-crds.sh gathers.
+# CRDs ./scripts/ensure-crds.sh gathers; the chart's MLflow server runs on a PostgreSQL server from
+# Debian's package (./scripts/ensure-postgres.sh).
 # Extra arguments go to pytest (e.g. ./scripts/test.sh -m "not integration").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,8 @@ DRIFTPILOT_HELM_BIN_DIR=$(./scripts/ensure-helm.sh)
 export DRIFTPILOT_HELM_BIN_DIR
 DRIFTPILOT_CRDS_DIR=$(./scripts/ensure-crds.sh)
 export DRIFTPILOT_CRDS_DIR
+DRIFTPILOT_POSTGRES_BIN_DIR=$(./scripts/ensure-postgres.sh)
+export DRIFTPILOT_POSTGRES_BIN_DIR
 .venv/bin/ruff check components pipelines tests scripts
 .venv/bin/mypy
 .venv/bin/pytest "$@"

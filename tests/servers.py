@@ -9,6 +9,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -277,3 +278,97 @@ def wait_established(extensions: Any, name: str, timeout: float = 30.0) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"CRD {name} not established after {timeout:.0f} s: {conditions}")
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """A running PostgreSQL server with a password-authenticated user.
+
+    Attributes:
+        host: ``127.0.0.1``.
+        port: TCP port.
+        user: The user (owner of ``database``).
+        password: Its password (clients pass it as ``PGPASSWORD``).
+        database: A database the user owns.
+    """
+
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+
+    def url(self, database: str | None = None) -> str:
+        """A password-less URL (``postgresql://user@host:port/db``); libpq reads ``PGPASSWORD``."""
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{database or self.database}"
+
+
+def postgres_bin_dir() -> Path:
+    """Where PostgreSQL's server programs are: ``$DRIFTPILOT_POSTGRES_BIN_DIR``, else ``pg_config --bindir``."""
+    if explicit := os.environ.get("DRIFTPILOT_POSTGRES_BIN_DIR"):
+        return Path(explicit)
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "postgres").is_file():
+            return candidate
+    found = shutil.which("postgres")
+    if found is None:
+        raise FileNotFoundError("PostgreSQL not found: run ./scripts/ensure-postgres.sh (Debian's postgresql)")
+    return Path(found).parent
+
+
+@contextmanager
+def run_postgres(work_dir: Path, *, database: str = "mlflow", timeout: float = 30.0) -> Iterator[PostgresServer]:
+    """Run a PostgreSQL server on a free local port until the block exits (as ``nobody`` when root).
+
+    The server checks passwords (scram-sha-256) over TCP, as a server in a cluster does.
+
+    Args:
+        work_dir: Folder for the server's log (its data lives in a temporary folder it may enter).
+        database: Database created for the user.
+        timeout: Seconds to wait for the server to accept connections.
+
+    Yields:
+        The server and its user's credentials.
+    """
+    bin_dir = postgres_bin_dir()
+    server = PostgresServer("127.0.0.1", free_port(), "driftpilot", secrets.token_urlsafe(16), database)
+    # PostgreSQL refuses to run as root: then its folder (outside pytest's root-only tmp) and the
+    # server belong to nobody.
+    as_user = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
+    home = Path(tempfile.mkdtemp(prefix="driftpilot-postgres-"))
+    data, sockets, password_file = home / "data", home / "sockets", home / "password"
+    sockets.mkdir()
+    password_file.write_text(server.password + "\n")
+    if as_user:
+        for path in (home, sockets, password_file):
+            shutil.chown(path, "nobody")
+    initdb = [*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", server.user, "--auth=scram-sha-256"]
+    subprocess.run([*initdb, f"--pwfile={password_file}", "--no-sync"], check=True, capture_output=True)
+    command = [*as_user, str(bin_dir / "postgres"), "-D", str(data), "-h", server.host, "-p", str(server.port)]
+    command += ["-k", str(sockets), "-c", "fsync=off"]
+    log = work_dir / "postgres.log"
+    with _process(command, log) as process:
+        env = {**os.environ, "PGPASSWORD": server.password}
+        createdb = [str(bin_dir / "createdb"), "-h", server.host, "-p", str(server.port), "-U", server.user, database]
+        deadline = time.monotonic() + timeout
+        while subprocess.run(createdb, env=env, capture_output=True).returncode != 0:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL did not start:\n{_log_tail(log)}")
+            time.sleep(0.3)
+        try:
+            yield server
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def helm(*args: str) -> str:
+    """Run Helm 3 (``$DRIFTPILOT_HELM_BIN_DIR/helm``, else the cache ensure-helm.sh fills); return its output."""
+    binary = Path(os.environ.get("DRIFTPILOT_HELM_BIN_DIR", cache_bin_dir())) / "helm"
+    if not binary.is_file():
+        raise FileNotFoundError(f"helm not found at {binary}: run ./scripts/ensure-helm.sh")
+    done = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"helm {' '.join(args)} failed:\n{done.stderr}")
+    return done.stdout

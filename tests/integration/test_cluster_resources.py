@@ -27,7 +27,7 @@ from components.common.kube import (
 )
 from components.deploy.kserve import PredictorSpec, inference_service, promote, roll_back, roll_out, traffic
 from components.ingest.core import dask_cluster_spec
-from tests.servers import cache_bin_dir, wait_established
+from tests.servers import cache_bin_dir, helm, wait_established
 
 pytestmark = pytest.mark.integration
 
@@ -49,14 +49,6 @@ def _crds_dir() -> Path:
     path = Path(os.environ.get("DRIFTPILOT_CRDS_DIR", cache_bin_dir().parent / "crds"))
     assert (path / "VERSIONS").is_file(), f"CRDs not found at {path}: run ./scripts/ensure-crds.sh"
     return path
-
-
-def _helm(*args: str) -> str:
-    helm = Path(os.environ.get("DRIFTPILOT_HELM_BIN_DIR", cache_bin_dir())) / "helm"
-    assert helm.is_file(), f"helm not found at {helm}: run ./scripts/ensure-helm.sh"
-    done = subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"helm {' '.join(args)} failed:\n{done.stderr}"
-    return done.stdout
 
 
 def _documents(text: str) -> list[dict[str, Any]]:
@@ -192,7 +184,7 @@ def test_every_rendered_template_passes_server_side_dry_run(
     dynamic: DynamicClient, kube_namespace: str, values: Path | None
 ) -> None:
     args = ["template", "driftpilot", str(CHART), "--namespace", kube_namespace]
-    documents = _documents(_helm(*args, *(["--values", str(values)] if values else [])))
+    documents = _documents(helm(*args, *(["--values", str(values)] if values else [])))
     assert len(documents) > 10
     for document in documents:
         _dry_run(dynamic, kube_namespace, document)
@@ -215,7 +207,7 @@ def test_dask_operator_chart_from_the_pinned_package_passes_server_side_dry_run(
     import dask_kubernetes
 
     chart = Path(dask_kubernetes.__file__).parent / "operator" / "deployment" / "helm" / "dask-kubernetes-operator"
-    documents = _documents(_helm("template", "dask-operator", str(chart), "--namespace", kube_namespace))
+    documents = _documents(helm("template", "dask-operator", str(chart), "--namespace", kube_namespace))
     assert {"Deployment", "ClusterRole"} <= {d["kind"] for d in documents}
     for document in documents:
         _dry_run(dynamic, kube_namespace, document)
@@ -225,9 +217,9 @@ def test_dask_operator_chart_from_the_pinned_package_passes_server_side_dry_run(
 def installed(kubeconfig: Path, crds: list[str], kube_namespace: str) -> Iterator[str]:
     """The chart installed by helm into a fresh namespace (hooks are dry-run by the template test)."""
     common = ["--kubeconfig", str(kubeconfig), "--namespace", kube_namespace]
-    _helm("install", "driftpilot", str(CHART), *common, "--no-hooks", "--timeout", "60s")
+    helm("install", "driftpilot", str(CHART), *common, "--no-hooks", "--timeout", "60s")
     yield kube_namespace
-    _helm("uninstall", "driftpilot", *common, "--no-hooks")
+    helm("uninstall", "driftpilot", *common, "--no-hooks")
 
 
 def test_helm_install_creates_the_release_with_least_privilege_rbac(kube_api: client.ApiClient, installed: str) -> None:
@@ -261,7 +253,7 @@ def test_compiled_pipelines_use_the_components_image_the_chart_deploys(tmp_path:
             executors = (document or {}).get("deploymentSpec", {}).get("executors", {})
             pipeline_images |= {e["container"]["image"] for e in executors.values()}
     assert pipeline_images == {COMPONENTS_IMAGE}
-    rendered = _documents(_helm("template", "driftpilot", str(CHART)))
+    rendered = _documents(helm("template", "driftpilot", str(CHART)))
     chart_images = {
         c["image"]
         for d in rendered
