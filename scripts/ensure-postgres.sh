@@ -11,8 +11,8 @@ if [ -z "$dir" ] || [ ! -x "$dir/postgres" ]; then
     exit 1
   fi
   echo "installing Debian's postgresql ..." >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >&2 ||
-    { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >&2; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends postgresql >&2 ||
+    { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends postgresql >&2; }
   dir=$(find_bin)
 fi
 echo "$dir"

@@ -43,7 +43,7 @@ step "${steps[0]}"
 kind get clusters | grep -qx "$cluster" || kind create cluster --config manifests/kind/cluster.yaml
 
 step "${steps[1]}"
-BASE_IMAGE=${BASE_IMAGE:-python:3.11-slim-bookworm} ./scripts/build-images.sh
+DRIFTPILOT_BASE_IMAGE=${DRIFTPILOT_BASE_IMAGE:-python:3.11.14-slim-bookworm} ./scripts/build-images.sh
 kind load docker-image --name "$cluster" "$components_image" "$serving_image"
 
 step "${steps[2]}"

@@ -4,11 +4,16 @@
 # and a Kubernetes API server with its etcd that ./scripts/ensure-k8s.sh builds the same way; they
 # install the chart with the Helm that ./scripts/ensure-helm.sh builds, into that server with the real
 # CRDs ./scripts/ensure-crds.sh gathers; the chart's MLflow server runs on a PostgreSQL server from
-# Debian's package (./scripts/ensure-postgres.sh).
+# Debian's package (./scripts/ensure-postgres.sh); both images are built by ./scripts/build-images.sh
+# on a Docker engine it starts (root on Debian) and run by the image tests.
 # Extra arguments go to pytest (e.g. ./scripts/test.sh -m "not integration").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# Both images build in the background (mostly downloads) while Go builds the servers below.
+images_log=$(mktemp)
+./scripts/build-images.sh >"$images_log" 2>&1 &
+images_pid=$!
 export DRIFTPILOT_DATA_DIR=${DRIFTPILOT_DATA_DIR:-$(cd .. && pwd)/shared/data}
 DRIFTPILOT_MINIO_BIN=$(./scripts/ensure-minio.sh)
 export DRIFTPILOT_MINIO_BIN
@@ -20,6 +25,13 @@ DRIFTPILOT_CRDS_DIR=$(./scripts/ensure-crds.sh)
 export DRIFTPILOT_CRDS_DIR
 DRIFTPILOT_POSTGRES_BIN_DIR=$(./scripts/ensure-postgres.sh)
 export DRIFTPILOT_POSTGRES_BIN_DIR
+if ! wait "$images_pid"; then
+  cat "$images_log" >&2
+  echo "test.sh: building the images failed (log above)" >&2
+  exit 1
+fi
+grep '^build-images: .*: [0-9.]* s' "$images_log" >&2 || true
+export DRIFTPILOT_IMAGES=1
 .venv/bin/ruff check components pipelines tests scripts
 .venv/bin/mypy
 .venv/bin/pytest "$@"
