@@ -27,8 +27,11 @@ SETTINGS_KEYS = (
     "AWS_REGION",
     "DRIFTPILOT_SERVING_IMAGE",
     "DRIFTPILOT_OPTUNA_STORAGE",
+    "DRIFTPILOT_POD_ENV",
 )
-"""Keys of the settings ConfigMap, each set as the variable of the same name when present."""
+"""Keys of the settings ConfigMap, each set as the variable of the same name when present.
+``DRIFTPILOT_POD_ENV`` names this ConfigMap and the Secrets, so a step can give the pods it
+starts (Dask workers) the same environment by reference."""
 
 
 @dataclass(frozen=True)

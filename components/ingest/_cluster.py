@@ -4,9 +4,16 @@ On Kubernetes the cluster is a ``DaskCluster`` of the Dask operator, made from o
 image with the same secure pod defaults as every other driftpilot pod. ``dask_cluster_spec``
 builds it; ``dask_client`` hands it to ``dask_kubernetes.operator.KubeCluster``, which creates
 it, waits for the scheduler and deletes it when the run ends.
+
+Workers write to the lake, so they need the pipeline pod's settings and S3 credentials. The
+cluster's manifest never holds a credential: in a pipeline pod, ``DRIFTPILOT_POD_ENV`` (set by
+the chart's settings ConfigMap) names the ConfigMap and the Secret keys the step itself reads,
+and the workers get the same ones by reference.
 """
 
-from collections.abc import Iterator
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,6 +37,9 @@ def dask_cluster_spec(
     worker_memory: str = "4Gi",
     worker_cpu: str = "1",
     env: dict[str, str] | None = None,
+    config_map: str = "",
+    config_map_keys: Sequence[str] = (),
+    secrets: Mapping[str, Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
     """Return a ``kubernetes.dask.org/v1`` DaskCluster for an ingestion run.
 
@@ -42,8 +52,11 @@ def dask_cluster_spec(
         workers: Worker pods.
         worker_memory: Memory request and limit of a worker.
         worker_cpu: CPU request of a worker.
-        env: Environment of every pod (e.g. the lake's S3 endpoint); credentials belong in a
-            Secret mounted by the namespace's defaults, not here.
+        env: Plain variables of every pod (never a credential).
+        config_map: ConfigMap whose ``config_map_keys`` become variables of the same names
+            (optional keys: one the ConfigMap lacks is skipped).
+        config_map_keys: Keys taken from ``config_map``.
+        secrets: Secret name → {key: variable}: credentials by reference.
 
     Returns:
         The manifest.
@@ -51,7 +64,17 @@ def dask_cluster_spec(
     from dask_kubernetes.operator import make_cluster_spec
 
     resources = {"requests": {"cpu": worker_cpu, "memory": worker_memory}, "limits": {"memory": worker_memory}}
-    variables = [{"name": key, "value": value} for key, value in (env or {}).items()]
+    variables: list[dict[str, Any]] = [{"name": key, "value": value} for key, value in (env or {}).items()]
+    if config_map:
+        variables += [
+            {"name": key, "valueFrom": {"configMapKeyRef": {"name": config_map, "key": key, "optional": True}}}
+            for key in config_map_keys
+        ]
+    for secret, mapping in (secrets or {}).items():
+        variables += [
+            {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+            for key, variable in mapping.items()
+        ]
     spec: dict[str, Any] = make_cluster_spec(
         name=name, image=image, n_workers=workers, resources=resources, env=variables
     )
@@ -87,7 +110,16 @@ def dask_client(workers: int, cluster: str = "local", image: str = "", namespace
     if cluster == "kubernetes":
         from dask_kubernetes.operator import KubeCluster
 
-        spec = dask_cluster_spec("driftpilot-ingest", image=image, workers=workers)
+        # What this pod's environment came from (see the module's docstring), for the workers too.
+        pod_env = json.loads(os.environ.get("DRIFTPILOT_POD_ENV") or "{}")
+        spec = dask_cluster_spec(
+            "driftpilot-ingest",
+            image=image,
+            workers=workers,
+            config_map=pod_env.get("configMap", ""),
+            config_map_keys=pod_env.get("configMapKeys", []),
+            secrets=pod_env.get("secrets", {}),
+        )
         with KubeCluster(custom_cluster_spec=spec, namespace=namespace) as kube, Client(kube) as client:
             client.run(pa.set_cpu_count, 1)
             yield client

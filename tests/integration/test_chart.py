@@ -23,7 +23,7 @@ from components.common.store import Store
 from components.monitor.core import InferenceLogMonitor
 from pipelines.cli import compile_pipelines
 from pipelines.kfp_deploy import normalize_cron, pipeline_parameters, typed_params
-from pipelines.pod_env import parse_secret_env
+from pipelines.pod_env import SETTINGS_KEYS, parse_secret_env
 
 pytestmark = pytest.mark.integration
 
@@ -296,6 +296,10 @@ def test_the_job_schedules_the_drift_response_with_parameters_the_pipeline_takes
             "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY",
         }
+        # Pods a step starts (Dask workers) get the same environment, by the names in DRIFTPILOT_POD_ENV.
+        pod_env = json.loads(config_map["data"]["DRIFTPILOT_POD_ENV"])
+        assert pod_env["configMap"] == flags["--env-config-map"] and pod_env["secrets"] == secrets
+        assert set(pod_env["configMapKeys"]) == set(SETTINGS_KEYS) - {"DRIFTPILOT_POD_ENV"}
         rendered = {d["metadata"]["name"]: d for d in of_kind(objects, "Secret")}
         for name, mapping in secrets.items():
             if name in rendered:

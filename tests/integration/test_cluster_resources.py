@@ -153,7 +153,15 @@ def test_inference_service_schema_refuses_a_bad_predictor(
 def test_dask_cluster_is_created_scaled_and_deleted(
     kube_api: client.ApiClient, crds: list[str], kube_namespace: str
 ) -> None:
-    spec = dask_cluster_spec("ingest", image=COMPONENTS_IMAGE, workers=2, env={"DRIFTPILOT_LAKE": "s3://lake/gdelt"})
+    spec = dask_cluster_spec(
+        "ingest",
+        image=COMPONENTS_IMAGE,
+        workers=2,
+        env={"DASK_LOGGING__DISTRIBUTED": "info"},
+        config_map="driftpilot-pipeline-env",
+        config_map_keys=["DRIFTPILOT_LAKE", "DRIFTPILOT_S3_ENDPOINT"],
+        secrets={"driftpilot-minio": {"root-user": "AWS_ACCESS_KEY_ID", "root-password": "AWS_SECRET_ACCESS_KEY"}},
+    )
     stored = apply_custom(kube_api, DASK_CLUSTER, kube_namespace, spec)
     worker = stored["spec"]["worker"]
     assert worker["replicas"] == 2
@@ -162,6 +170,17 @@ def test_dask_cluster_is_created_scaled_and_deleted(
     assert container["args"][-2:] == ["--nthreads", "1"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert worker["spec"]["securityContext"]["runAsNonRoot"] is True
+    env = {v["name"]: v for v in container["env"]}
+    assert env["DRIFTPILOT_LAKE"]["valueFrom"]["configMapKeyRef"] == {
+        "name": "driftpilot-pipeline-env",
+        "key": "DRIFTPILOT_LAKE",
+        "optional": True,
+    }
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "driftpilot-minio",
+        "key": "root-password",
+    }
+    assert all("value" not in v for k, v in env.items() if k.startswith("AWS_"))  # no credential in the manifest
 
     scaled = patch_custom(kube_api, DASK_CLUSTER, kube_namespace, "ingest", {"spec": {"worker": {"replicas": 6}}})
     assert scaled["spec"]["worker"]["replicas"] == 6
