@@ -110,7 +110,8 @@ rootfs_key() {
 remove_rootfs_dir() {
   # debootstrap mounts /proc and /sys inside the target; a failed run can leave them mounted.
   local dir=$1 mount
-  findmnt -rn -o TARGET | grep "^$dir/" | sort -r | while read -r mount; do umount "$mount"; done
+  # (grep finds nothing when nothing is mounted: not a failure)
+  { findmnt -rn -o TARGET | grep "^$dir/" || true; } | sort -r | while read -r mount; do umount "$mount"; done
   if findmnt -rn -o TARGET | grep -q "^$dir/"; then
     log "left $dir in place: something is still mounted in it"
     return 0
