@@ -10,7 +10,6 @@ InferenceService runs the serving image that way.
 """
 
 import json
-import math
 import os
 import secrets
 import shutil
@@ -19,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,8 @@ from components.train.core import TrainConfig, train_files
 from components.train.model import TrainedModel
 from components.validate.core import validate_events
 from pipelines.cli import compile_pipelines
-from tests.servers import free_port
+from tests import payloads
+from tests.servers import _process, _wait_ok, free_port
 
 pytestmark = [
     pytest.mark.integration,
@@ -214,22 +215,9 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     command += ["--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}"]
     command += ["--serve-artifacts", "--artifacts-destination", str(folder / "artifacts")]
     log = folder / "mlflow.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while not _answers(f"{url}/health"):
-            assert server.poll() is None, f"mlflow server exited:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"mlflow server not ready:\n{log.read_text()[-3000:]}"
-            time.sleep(0.3)
+    with _process(command, log) as server:
+        _wait_ok("mlflow", server, log, time.monotonic() + 60, partial(requests.get, f"{url}/health", timeout=1))
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def _answers(url: str) -> bool:
@@ -308,34 +296,12 @@ def _wait_ready(docker: str, container: str, url: str, deadline: float) -> None:
     raise AssertionError(f"the serving container was not ready in time:\n{logs.stdout}\n{logs.stderr}")
 
 
-def _instances(rows: pd.DataFrame, task: TaskSpec) -> list[dict[str, Any]]:
-    """Rows as a client sends them: categories as strings, numbers as floats, missing as null."""
-    instances = []
-    for record in rows.to_dict(orient="records"):
-        instance: dict[str, Any] = {}
-        for column, value in record.items():
-            if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-                instance[column] = None
-            else:
-                instance[column] = str(value) if column in task.categorical else float(value)
-        instances.append(instance)
-    return instances
-
-
 def test_serving_image_answers_v1_and_v2_with_the_registered_model(registry: Registry, served: Served) -> None:
-    instances = _instances(registry.rows, registry.task)
+    instances = payloads.instances(registry.rows, registry.task)
     expected = registry.model.predict_proba(registry.rows)
 
     v1 = requests.post(f"{served.url}/v1/models/{MODEL_NAME}:predict", json={"instances": instances}, timeout=TIMEOUT)
-    inputs = [
-        {
-            "name": column,
-            "shape": [len(instances)],
-            "datatype": "BYTES" if column in registry.task.categorical else "FP64",
-            "data": [instance[column] for instance in instances],
-        }
-        for column in input_columns(registry.task)
-    ]
+    inputs = payloads.v2_inputs(instances, registry.task)
     v2 = requests.post(
         f"{served.url}/v2/models/{MODEL_NAME}/infer", json={"id": "images-1", "inputs": inputs}, timeout=TIMEOUT
     )

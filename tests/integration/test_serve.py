@@ -1,6 +1,5 @@
 """The KServe model server and its local deployment, with a real model trained on real GDELT rows."""
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from components.register.core import CHAMPION, register_model, set_alias
 from components.train.core import TrainConfig, train_files
 from components.train.model import TrainedModel
 from components.validate.core import validate_events
+from tests import payloads
 
 pytestmark = pytest.mark.integration
 
@@ -99,34 +99,6 @@ def served(registry: Registry) -> Any:
     stop_local(state_dir)
 
 
-def _instances(rows: pd.DataFrame, task: TaskSpec) -> list[dict[str, Any]]:
-    """Rows as a client sends them: categories as strings, numbers as floats, missing as null."""
-    instances = []
-    for record in rows.to_dict(orient="records"):
-        instance: dict[str, Any] = {}
-        for column, value in record.items():
-            if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-                instance[column] = None
-            elif column in task.categorical:
-                instance[column] = str(value)
-            else:
-                instance[column] = float(value)
-        instances.append(instance)
-    return instances
-
-
-def _v2_inputs(instances: list[dict[str, Any]], task: TaskSpec) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": column,
-            "shape": [len(instances)],
-            "datatype": "BYTES" if column in task.categorical else "FP64",
-            "data": [instance[column] for instance in instances],
-        }
-        for column in input_columns(task)
-    ]
-
-
 def _v1(deployment: LocalDeployment, body: Any) -> requests.Response:
     url = f"{deployment.url}/v1/models/{deployment.model_name}:predict"
     return requests.post(url, json=body, timeout=TIMEOUT)
@@ -146,7 +118,7 @@ def _pid_running(pid: int) -> bool:
 
 
 def test_v1_predictions_equal_the_trained_model(registry: Registry, served: LocalDeployment) -> None:
-    instances = _instances(registry.rows, registry.task)
+    instances = payloads.instances(registry.rows, registry.task)
     assert any(value is None for instance in instances for value in instance.values())
 
     response = _v1(served, {"instances": instances})
@@ -161,9 +133,9 @@ def test_v1_predictions_equal_the_trained_model(registry: Registry, served: Loca
 
 
 def test_v2_predictions_equal_v1(registry: Registry, served: LocalDeployment) -> None:
-    instances = _instances(registry.rows, registry.task)
+    instances = payloads.instances(registry.rows, registry.task)
 
-    response = _v2(served, {"id": "r-1", "inputs": _v2_inputs(instances, registry.task)})
+    response = _v2(served, {"id": "r-1", "inputs": payloads.v2_inputs(instances, registry.task)})
 
     assert response.status_code == 200, response.text
     body = response.json()
@@ -176,9 +148,9 @@ def test_v2_predictions_equal_v1(registry: Registry, served: LocalDeployment) ->
 
 
 def test_missing_column_is_a_400_naming_it(registry: Registry, served: LocalDeployment) -> None:
-    instances = _instances(registry.rows.head(3), registry.task)
+    instances = payloads.instances(registry.rows.head(3), registry.task)
     without = [{k: v for k, v in instance.items() if k != "GoldsteinScale"} for instance in instances]
-    inputs = [i for i in _v2_inputs(instances, registry.task) if i["name"] != "GoldsteinScale"]
+    inputs = [i for i in payloads.v2_inputs(instances, registry.task) if i["name"] != "GoldsteinScale"]
 
     v1 = _v1(served, {"instances": without})
     v2 = _v2(served, {"inputs": inputs})
@@ -190,7 +162,7 @@ def test_missing_column_is_a_400_naming_it(registry: Registry, served: LocalDepl
 
 
 def test_unknown_column_is_a_400_naming_it(registry: Registry, served: LocalDeployment) -> None:
-    instances = [dict(i, AvgTone=-7.5) for i in _instances(registry.rows.head(2), registry.task)]
+    instances = [dict(i, AvgTone=-7.5) for i in payloads.instances(registry.rows.head(2), registry.task)]
 
     response = _v1(served, {"instances": instances})
 
@@ -203,7 +175,7 @@ def test_unknown_column_is_a_400_naming_it(registry: Registry, served: LocalDepl
     [("NumMentions", "many"), ("NumMentions", True), ("EventCode", 42), ("QuadClass", 1.0)],
 )
 def test_wrong_type_is_a_400(registry: Registry, served: LocalDeployment, column: str, value: Any) -> None:
-    instances = [dict(i, **{column: value}) for i in _instances(registry.rows.head(3), registry.task)]
+    instances = [dict(i, **{column: value}) for i in payloads.instances(registry.rows.head(3), registry.task)]
 
     response = _v1(served, {"instances": instances})
 
@@ -212,8 +184,8 @@ def test_wrong_type_is_a_400(registry: Registry, served: LocalDeployment, column
 
 
 def test_wrong_v2_datatype_is_a_400(registry: Registry, served: LocalDeployment) -> None:
-    instances = _instances(registry.rows.head(3), registry.task)
-    inputs = _v2_inputs(instances, registry.task)
+    instances = payloads.instances(registry.rows.head(3), registry.task)
+    inputs = payloads.v2_inputs(instances, registry.task)
     for tensor in inputs:
         if tensor["name"] == "EventCode":
             tensor.update(datatype="FP64", data=[1.0, 2.0, 3.0])
@@ -226,7 +198,7 @@ def test_wrong_v2_datatype_is_a_400(registry: Registry, served: LocalDeployment)
 
 
 def test_empty_request_is_a_400(registry: Registry, served: LocalDeployment) -> None:
-    empty_v2 = [dict(tensor, shape=[0], data=[]) for tensor in _v2_inputs([], registry.task)]
+    empty_v2 = [dict(tensor, shape=[0], data=[]) for tensor in payloads.v2_inputs([], registry.task)]
 
     for response in (_v1(served, {"instances": []}), _v2(served, {"inputs": empty_v2})):
         assert response.status_code == 400, response.text
@@ -277,8 +249,8 @@ def test_redeploy_follows_the_champion_and_stop_ends_the_server(registry: Regist
         assert second.pid != first.pid
         assert not _pid_running(first.pid)
         assert second.log_path.name == "server-2.log"
-        instances = _instances(registry.rows, registry.task)
-        body = _v2(second, {"inputs": _v2_inputs(instances, registry.task)}).json()
+        instances = payloads.instances(registry.rows, registry.task)
+        body = _v2(second, {"inputs": payloads.v2_inputs(instances, registry.task)}).json()
         assert body["model_version"] == "2"
         served = np.asarray(body["outputs"][0]["data"])
         np.testing.assert_allclose(served, TrainedModel.load(v2_dir).predict_proba(registry.rows), rtol=0, atol=1e-9)
