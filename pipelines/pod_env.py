@@ -8,6 +8,8 @@ when they are defined, so they are added to the compiled files: the platform ent
 by ``kfp.kubernetes`` itself (on a one-step probe pipeline) and copied to every executor.
 """
 
+import copy
+import functools
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,6 +68,13 @@ def parse_secret_env(specs: Sequence[str]) -> dict[str, dict[str, str]]:
 
 def _platform_entries(env: PodEnv) -> dict[str, Any]:
     """The Kubernetes platform entries of one executor, as kfp.kubernetes writes them."""
+    secrets = tuple((name, tuple(mapping.items())) for name, mapping in env.secrets.items())
+    return copy.deepcopy(_compiled_entries(env.config_map, secrets))
+
+
+@functools.cache
+def _compiled_entries(config_map: str, secrets: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]) -> dict[str, Any]:
+    """Compile a one-step probe pipeline once per environment and return its executor's entries."""
     from kfp import compiler, dsl, kubernetes
 
     @dsl.container_component
@@ -75,9 +84,9 @@ def _platform_entries(env: PodEnv) -> dict[str, Any]:
     @dsl.pipeline(name="probe")
     def probe_pipeline() -> None:
         task = probe()
-        if env.config_map:
-            kubernetes.use_config_map_as_env(task, env.config_map, {k: k for k in SETTINGS_KEYS}, optional=True)
-        for name, mapping in env.secrets.items():
+        if config_map:
+            kubernetes.use_config_map_as_env(task, config_map, {k: k for k in SETTINGS_KEYS}, optional=True)
+        for name, mapping in secrets:
             kubernetes.use_secret_as_env(task, name, dict(mapping))
 
     with tempfile.TemporaryDirectory() as folder:

@@ -28,18 +28,14 @@ if [ "$(cat "$out/VERSIONS" 2>/dev/null)" = "$stamp" ]; then
   exit 0
 fi
 
-GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
-module_dir() { # module_dir MODULE@VERSION: where `go mod download` put it
-  (cd "$cache" && GOWORK=off GOFLAGS=-mod=mod "$GO" mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-}
 mkdir -p "$cache"
 echo "gathering CRDs ($stamp) into $out ..." >&2
 rm -rf "$out.tmp" && mkdir -p "$out.tmp"/{kserve,argo,prometheus,dask}
-kserve=$(module_dir "github.com/kserve/kserve@$KSERVE_VERSION")
+kserve=$(./scripts/go-module-dir.sh "github.com/kserve/kserve@$KSERVE_VERSION")
 cp "$kserve"/config/crd/full/serving.kserve.io_*.yaml "$out.tmp/kserve/"
-argo=$(module_dir "github.com/argoproj/argo-workflows/v3@$ARGO_VERSION")
+argo=$(./scripts/go-module-dir.sh "github.com/argoproj/argo-workflows/v3@$ARGO_VERSION")
 cp "$argo"/manifests/base/crds/minimal/argoproj.io_*.yaml "$out.tmp/argo/"
-prometheus=$(module_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")
+prometheus=$(./scripts/go-module-dir.sh "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")
 cp "$prometheus"/example/prometheus-operator-crd/monitoring.coreos.com_{prometheusrules,servicemonitors,podmonitors}.yaml "$out.tmp/prometheus/"
 cp "$dask_dir"/*.yaml "$out.tmp/dask/"
 chmod -R u+w "$out.tmp"

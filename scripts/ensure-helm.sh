@@ -30,7 +30,7 @@ ensure() { # ensure NAME MODULE VERSION: the stamp also names the build flags, s
     # As Helm 3's Makefile does: the Kubernetes version it assumes without a cluster (template,
     # lint) is that of the client-go it is built with; without these flags it assumes v1.20.
     local dir minor
-    dir=$(cd "$tmp" && GOWORK=off GOFLAGS=-mod=mod "$GO" mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    dir=$(GO=$GO "$(dirname "$0")/go-module-dir.sh" "$module@$version")
     minor=$(sed -n 's#^[[:space:]]*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' "$dir/go.mod")
     for package in pkg/lint/rules pkg/chartutil; do
       ldflags="$ldflags -X $module/$package.k8sVersionMajor=1 -X $module/$package.k8sVersionMinor=$minor"

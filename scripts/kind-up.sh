@@ -52,8 +52,7 @@ kubectl wait --for condition=established --timeout=120s crd/applications.app.k8s
 kubectl apply -k "$kfp_manifests/env/platform-agnostic?ref=$KFP_VERSION"
 
 step "${steps[3]}"
-kserve_dir=$(GOFLAGS=-mod=mod go mod download -json "github.com/kserve/kserve@$KSERVE_VERSION" |
-  sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+kserve_dir=$(./scripts/go-module-dir.sh "github.com/kserve/kserve@$KSERVE_VERSION")
 bash "$kserve_dir/hack/setup/quick-install/kserve-knative-mode-full-install-with-manifests.sh"
 
 step "${steps[4]}"

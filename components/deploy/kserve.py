@@ -14,16 +14,12 @@ from typing import Any
 from kubernetes import client
 
 from components.common.kube import INFERENCE_SERVICE, apply_custom, get_custom, patch_custom
+from components.common.security import SECURE_CONTAINER, SECURE_POD
 
 __all__ = ["PredictorSpec", "inference_service", "promote", "roll_back", "roll_out", "traffic"]
 
-_SECURE = {
-    "runAsNonRoot": True,
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
+# The predictor's pod securityContext is KServe's to set: the container carries the pod's settings too.
+_SECURE = {**SECURE_CONTAINER, "runAsNonRoot": True, "seccompProfile": SECURE_POD["seccompProfile"]}
 
 
 @dataclass(frozen=True)

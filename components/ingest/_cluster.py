@@ -19,14 +19,9 @@ from typing import Any
 
 import pyarrow as pa
 
-__all__ = ["dask_client", "dask_cluster_spec"]
+from components.common.security import SECURE_CONTAINER, SECURE_POD
 
-_SECURE_CONTAINER = {
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "capabilities": {"drop": ["ALL"]},
-}
-_SECURE_POD = {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}}
+__all__ = ["dask_client", "dask_cluster_spec"]
 
 
 def dask_cluster_spec(
@@ -81,10 +76,10 @@ def dask_cluster_spec(
     spec["metadata"]["labels"] = {"app.kubernetes.io/part-of": "driftpilot", "app.kubernetes.io/component": "ingest"}
     for role in ("scheduler", "worker"):
         pod = spec["spec"][role]["spec"]
-        pod["securityContext"] = _SECURE_POD
+        pod["securityContext"] = SECURE_POD
         pod["volumes"] = [{"name": "tmp", "emptyDir": {}}]
         for container in pod["containers"]:
-            container["securityContext"] = _SECURE_CONTAINER
+            container["securityContext"] = SECURE_CONTAINER
             container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
             if role == "worker":
                 container["args"] += ["--nthreads", "1"]

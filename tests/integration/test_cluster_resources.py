@@ -83,11 +83,15 @@ def _dry_run(dynamic: DynamicClient, namespace: str, document: dict[str, Any]) -
     name = f"{document['kind']}/{document['metadata']['name']}"
     try:
         if resource.namespaced:
-            namespace = document["metadata"].get("namespace", namespace)
-            if namespace not in {
-                n.metadata.name for n in dynamic.resources.get(api_version="v1", kind="Namespace").get().items
-            }:
-                dynamic.resources.get(api_version="v1", kind="Namespace").create(body={"metadata": {"name": namespace}})
+            if document["metadata"].get("namespace", namespace) != namespace:  # a release-external namespace
+                namespace = document["metadata"]["namespace"]
+                try:
+                    dynamic.resources.get(api_version="v1", kind="Namespace").create(
+                        body={"metadata": {"name": namespace}}
+                    )
+                except client.ApiException as exc:
+                    if exc.status != 409:  # 409: made for an earlier object
+                        raise
             resource.create(body=document, namespace=namespace, dry_run="All")
         else:
             resource.create(body=document, dry_run="All")

@@ -356,3 +356,17 @@ fails `helm install` with a message naming the field instead of failing the Job 
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+Where pipeline pods take their environment from, as JSON (names only, never a value): the
+settings ConfigMap, its keys, and Secret name -> {key: variable}. The kfp-deploy Job gives every
+step these; the ConfigMap hands the same to the pods a step starts (Dask workers).
+*/}}
+{{- define "driftpilot.podEnv" -}}
+{{- $secrets := dict (include "driftpilot.s3.secretName" .) (dict (include "driftpilot.s3.accessKeyIdKey" .) "AWS_ACCESS_KEY_ID" (include "driftpilot.s3.secretAccessKeyKey" .) "AWS_SECRET_ACCESS_KEY") }}
+{{- if .Values.optuna.enabled }}
+{{- $_ := set $secrets (include "driftpilot.postgresql.secretName" .) (dict (include "driftpilot.postgresql.passwordKey" .) "PGPASSWORD") }}
+{{- end }}
+{{- $keys := list "DRIFTPILOT_LAKE" "DRIFTPILOT_TRACKING_URI" "DRIFTPILOT_S3_ENDPOINT" "AWS_REGION" "DRIFTPILOT_SERVING_IMAGE" "DRIFTPILOT_OPTUNA_STORAGE" }}
+{{- dict "configMap" (include "driftpilot.componentName" (dict "ctx" . "component" "pipeline-env")) "configMapKeys" $keys "secrets" $secrets | toJson }}
+{{- end }}
