@@ -1,4 +1,4 @@
-"""The ``driftpilot`` command: compile pipelines, run the demo, ingest GDELT, serve a GDELT mirror, deploy to KFP."""
+"""The ``driftpilot`` command: compile, demo, ingest GDELT, check drift, serve a GDELT mirror, deploy to KFP."""
 
 import argparse
 import sys
@@ -51,6 +51,17 @@ def _parser() -> argparse.ArgumentParser:
     ing.add_argument("--timeout", type=float, default=30.0, help="HTTP timeout in seconds (default 30)")
     ing.add_argument("--retries", type=int, default=3, help="HTTP retries with backoff (default 3)")
     ing.add_argument("--cache", default="", help="folder caching the master list and downloads (HTTP)")
+    drift = commands.add_parser("drift", help="compare a window with a reference; write DIR/report.json")
+    drift.add_argument(
+        "--reference", required=True, type=Path, help="GDELT export, Parquet, CSV with a header, or a profile.json"
+    )
+    drift.add_argument("--current", required=True, type=Path, help="GDELT export, Parquet or CSV with a header")
+    drift.add_argument("--target", help="label column, tested for a prior shift apart from the features")
+    drift.add_argument("--task", help="task name or YAML whose features are compared (default: every column)")
+    drift.add_argument("--out", required=True, type=Path, help="output folder")
+    drift.add_argument("--fdr-q", type=float, default=0.05, help="false-discovery rate across features (0.05)")
+    drift.add_argument("--drift-share", type=float, default=0.25, help="share of drifted features for DRIFT (0.25)")
+    drift.add_argument("--evidently", action="store_true", help="write Evidently's report as report.html (sampled)")
     mirror = commands.add_parser("gdelt-mirror", help="serve local export files as a GDELT feed on 127.0.0.1")
     mirror.add_argument("--data", required=True, type=Path, help="folder of export files (or with a gdelt/ folder)")
     mirror.add_argument("--port", type=int, default=0, help="port (default: a free one)")
@@ -153,6 +164,24 @@ def _ingest(args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
+def _drift(args: argparse.Namespace) -> int:
+    from components.drift.command import run_drift_command
+    from components.drift.core import DriftConfig
+
+    report = run_drift_command(
+        args.reference,
+        args.current,
+        out_dir=args.out,
+        target=args.target,
+        task=args.task,
+        evidently=args.evidently,
+        config=DriftConfig(fdr_q=args.fdr_q, drift_share=args.drift_share),
+    )
+    print(report.summary())
+    print(f"report: {args.out / 'report.json'}")
+    return 0
+
+
 def _mirror(args: argparse.Namespace) -> None:
     from components.ingest.mirror import GdeltMirror
 
@@ -181,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "ingest":
             result = _ingest(args)
             return 1 if result["failed"] else 0
+        elif args.command == "drift":
+            return _drift(args)
         elif args.command == "gdelt-mirror":
             _mirror(args)
         elif args.command == "kfp-deploy":

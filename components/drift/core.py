@@ -1,44 +1,50 @@
-"""Data drift between a reference table (the champion's training rows) and a new batch.
+"""Data drift between a reference (the champion's training rows) and a window of new rows.
 
-Per feature: numeric columns get a two-sample Kolmogorov–Smirnov test and a Wasserstein distance
-scaled by the reference's interquartile range; categorical columns get a χ² test over the
-reference's categories (rare and unseen ones pooled into one bucket) and the Jensen–Shannon
-distance. A feature drifts when its Benjamini–Hochberg-adjusted p-value is below ``q`` *and* its
-effect reaches a floor, so large batches do not flag negligible shifts. Effects are measured
-above sampling noise (the distance same-sized samples of the reference reach by chance), so
-small batches over long-tailed categories do not flag their own sparsity. The label's prior is
-tested the same way but reported apart: it is not a model input.
+The reference is profiled once (``components.drift.profile``) and every window is summarised
+against that profile with mergeable counts, so the same verdict is reached on a pandas frame, on
+Dask partitions, or against a profile stored with the model. Per feature the tests of
+``components.drift.univariate`` give a p-value and an effect above sampling noise. A feature
+drifts when its Benjamini–Hochberg-adjusted p-value is below ``q`` *and* its effect reaches a
+floor, so large windows do not flag negligible shifts; the dataset drifts when the share of
+drifted features reaches ``drift_share``. The label's prior is tested the same way but reported
+apart: it is not a model input.
 """
 
 import html
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
-from scipy.spatial.distance import jensenshannon
 
 from components.common.errors import ConfigError
 from components.common.storage import read_table, write_json
 from components.common.task import TaskSpec, load_task
+from components.drift.profile import Profile, WindowSummary, profile_frame, summarize_frame
+from components.drift.univariate import ColumnTest, test_categorical, test_numeric
 from components.features.core import build_features, build_labels
 
 __all__ = [
+    "LABEL",
     "DriftConfig",
     "DriftReport",
     "FeatureDrift",
+    "compare",
     "detect_drift",
     "detect_drift_files",
+    "profile_features",
+    "profile_task",
     "render_evidently_report",
     "render_table_html",
+    "summarize_window",
+    "task_frame",
 ]
 
-_OTHER = "__other__"
+LABEL = "__label__"
 _EVIDENTLY_MODES = ("always", "on-drift", "never")
-_NOISE_DRAWS = 7
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ class DriftConfig:
         categorical_effect_floor: Smallest Jensen–Shannon distance (base 2, 0..1) that counts.
         drift_share: Share of drifted features at or above which the dataset has drifted.
         min_category_share: Reference categories rarer than this are pooled with unseen ones.
+        bins: Quantile levels per numeric reference column.
     """
 
     fdr_q: float = 0.05
@@ -58,6 +65,13 @@ class DriftConfig:
     categorical_effect_floor: float = 0.1
     drift_share: float = 0.25
     min_category_share: float = 0.005
+    bins: int = 200
+
+    def __post_init__(self) -> None:
+        if not 0 < self.fdr_q < 1:
+            raise ConfigError(f"fdr_q={self.fdr_q}: use a false-discovery rate in (0, 1)")
+        if not 0 < self.drift_share <= 1:
+            raise ConfigError(f"drift_share={self.drift_share}: use a share in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -72,10 +86,11 @@ class FeatureDrift:
         p_value: Raw p-value.
         p_adjusted: Benjamini–Hochberg-adjusted p-value.
         effect: Wasserstein/IQR (numeric) or Jensen–Shannon distance (categorical), less the
-            distance a same-sized sample of the reference reaches by chance (never below 0).
+            distance samples of the reference's sizes reach by chance (never below 0).
         effect_name: ``wasserstein_iqr`` or ``jensen_shannon``.
         drifted: Significant after FDR control and at or above the effect floor.
-        detail: Largest movers (categorical) or quantiles (numeric), for people.
+        psi: Population stability index on the reference's deciles (numeric; NaN otherwise).
+        detail: Distances, noise, medians, largest movers, unseen categories, for people.
     """
 
     feature: str
@@ -87,24 +102,26 @@ class FeatureDrift:
     effect: float
     effect_name: str
     drifted: bool
+    psi: float = math.nan
     detail: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class DriftReport:
-    """Drift of one batch against a reference.
+    """Drift of one window against a reference.
 
     Attributes:
-        features: One entry per model feature.
+        features: One entry per feature.
         drifted_features: Names of drifted features.
         drift_share: Share of features that drifted.
         dataset_drift: ``drift_share`` reached the configured threshold.
-        label_reference_rate: Positive rate in the reference.
-        label_current_rate: Positive rate in the batch.
-        label_p_value: χ² p-value of the label's prior shift.
+        label_reference_rate: Positive rate in the reference (NaN without a binary label).
+        label_current_rate: Positive rate in the window.
+        label_p_value: χ² p-value of the label's prior shift (NaN when untestable).
         reference_rows: Rows in the reference.
-        current_rows: Rows in the batch.
+        current_rows: Rows in the window.
         config: The thresholds used.
+        sections: Further results by name (``multivariate``, ``model``), JSON-ready.
     """
 
     features: list[FeatureDrift]
@@ -117,93 +134,157 @@ class DriftReport:
     reference_rows: int
     current_rows: int
     config: DriftConfig
+    sections: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
-        """Return the report as JSON-ready data."""
-        return asdict(self)
+        """Return the report as JSON-ready data; ``features`` maps each name to its test."""
+        data = asdict(self)
+        data["features"] = {f["feature"]: f for f in data["features"]}
+        return data
 
     def summary(self) -> str:
         """One line for people: verdict, drifted features and the label prior."""
         verdict = "DRIFT" if self.dataset_drift else "no drift"
         top = sorted((f for f in self.features if f.drifted), key=lambda f: -f.effect)[:3]
         names = ", ".join(f"{f.feature}({f.effect:.2f})" for f in top) or "none"
-        return (
-            f"{verdict}: {len(self.drifted_features)}/{len(self.features)} features [{names}]; "
-            f"label rate {self.label_reference_rate:.1%}→{self.label_current_rate:.1%}"
-        )
+        line = f"{verdict}: {len(self.drifted_features)}/{len(self.features)} features [{names}]"
+        if not math.isnan(self.label_reference_rate):
+            line += f"; label rate {self.label_reference_rate:.1%}→{self.label_current_rate:.1%}"
+        return line
 
 
-def _sampling_noise(reference: pd.Series, size: int, distance: Callable[[pd.Series], float]) -> float:
-    """Median distance between the reference and same-sized samples of itself.
-
-    Distances between empirical distributions are biased upwards on small samples (most for
-    categories with a long tail); this is the level a batch of ``size`` rows reaches by chance.
-    """
-    rng = np.random.default_rng(0)
-    draws = [distance(reference.iloc[rng.integers(0, len(reference), size)]) for _ in range(_NOISE_DRAWS)]
-    return float(np.median(draws))
-
-
-def _numeric_drift(reference: pd.Series, current: pd.Series) -> tuple[float, float, float, dict[str, float]]:
-    ref_series = reference.dropna()
-    ref = ref_series.to_numpy(dtype="float64")
-    cur = current.dropna().to_numpy(dtype="float64")
-    if len(ref) == 0 or len(cur) == 0:
-        return 0.0, 1.0, 0.0, {}
-    result = stats.ks_2samp(ref, cur)
-    q25, q75 = np.percentile(ref, [25, 75])
-    scale = q75 - q25 or float(np.std(ref)) or 1.0
-
-    def distance(sample: pd.Series) -> float:
-        return float(stats.wasserstein_distance(ref, sample.to_numpy(dtype="float64")) / scale)
-
-    observed = distance(pd.Series(cur))
-    noise = _sampling_noise(ref_series, len(cur), distance)
-    detail = {
-        "distance": observed,
-        "noise": noise,
-        "reference_median": float(np.median(ref)),
-        "current_median": float(np.median(cur)),
-        "current_missing": float(current.isna().mean()),
-    }
-    return float(result.statistic), float(result.pvalue), max(0.0, observed - noise), detail
-
-
-def _categorical_drift(
-    reference: pd.Series, current: pd.Series, min_share: float
-) -> tuple[float, float, float, dict[str, float]]:
-    ref = reference.astype(object).where(reference.notna(), "__missing__")
-    cur = current.astype(object).where(current.notna(), "__missing__")
-    shares = ref.value_counts(normalize=True)
-    kept = set(shares[shares >= min_share].index)
-    ref_counts = ref.where(ref.isin(kept), _OTHER).value_counts()
-    cur_counts = cur.where(cur.isin(kept), _OTHER).value_counts()
-    categories = sorted(set(ref_counts.index) | set(cur_counts.index), key=str)
-    table = np.array(
-        [[ref_counts.get(c, 0) for c in categories], [cur_counts.get(c, 0) for c in categories]], dtype="float64"
+def _label_rates(profile: Profile, window: WindowSummary) -> tuple[float, float, float]:
+    """Positive rates and the prior-shift p-value of a binary label (NaN when there is none)."""
+    if LABEL not in profile.categorical:
+        return math.nan, math.nan, math.nan
+    categories = profile.categorical[LABEL].categories
+    reference, current = profile.categorical[LABEL].counts, window.categorical[LABEL].counts
+    if "1" not in categories:
+        return math.nan, math.nan, math.nan
+    one = categories.index("1")
+    counts = np.array(
+        [[reference[one], reference.sum() - reference[one]], [current[one], current.sum() - current[one]]],
+        dtype="float64",
     )
-    table = table[:, table.sum(axis=0) > 0]
-    if table.shape[1] < 2:
-        return 0.0, 1.0, 0.0, {}
-    chi2 = stats.chi2_contingency(table, correction=False)
-    pooled_ref = ref.where(ref.isin(kept), _OTHER)
-    p_ref = pooled_ref.value_counts(normalize=True)
+    p_value = float(stats.chi2_contingency(counts, correction=False).pvalue) if counts.min() > 0 else math.nan
+    rates = counts[:, 0] / np.maximum(counts.sum(axis=1), 1.0)
+    return float(rates[0]), float(rates[1]) if counts[1].sum() else math.nan, p_value
 
-    def distance(sample: pd.Series) -> float:
-        p_sample = sample.where(sample.isin(kept), _OTHER).value_counts(normalize=True)
-        aligned = pd.concat([p_ref, p_sample], axis=1).fillna(0.0).to_numpy().T
-        return float(jensenshannon(aligned[0], aligned[1], base=2))
 
-    observed = distance(cur)
-    noise = _sampling_noise(ref, len(cur), distance)
-    changes = (cur_counts / cur_counts.sum()).sub(ref_counts / ref_counts.sum(), fill_value=0.0)
-    movers = changes.reindex(changes.abs().sort_values(ascending=False).index[:5])
-    detail = {
-        "distance": observed,
-        "noise": noise,
-        **{f"share_change[{c}]": round(float(d), 4) for c, d in movers.items()},
-    }
-    return float(chi2.statistic), float(chi2.pvalue), max(0.0, observed - noise), detail
+def compare(profile: Profile, window: WindowSummary, config: DriftConfig = DriftConfig()) -> DriftReport:
+    """Test every profiled feature of a window and decide the dataset verdict.
+
+    Args:
+        profile: The reference profile; a column named ``LABEL`` is the label, tested apart.
+        window: The window's summary against that profile.
+        config: Thresholds.
+
+    Returns:
+        The drift report; the label's test, when profiled and present, is ``sections["target"]``.
+    """
+    tests: dict[str, ColumnTest] = {}
+    for name, numeric in profile.numeric.items():
+        if name in window.numeric:
+            tests[name] = test_numeric(numeric, window.numeric[name])
+    for name, categorical in profile.categorical.items():
+        if name in window.categorical:
+            tests[name] = test_categorical(categorical, window.categorical[name])
+    target = tests.pop(LABEL, None)
+    p_values = np.array([t.p_value for t in tests.values()])
+    adjusted = stats.false_discovery_control(p_values, method="bh") if len(p_values) else p_values
+    features = []
+    for (name, t), p_adjusted in zip(tests.items(), adjusted, strict=True):
+        floor = config.categorical_effect_floor if t.kind == "categorical" else config.numeric_effect_floor
+        drifted = bool(p_adjusted < config.fdr_q and t.effect >= floor)
+        features.append(_feature(name, t, float(p_adjusted), drifted))
+    drifted_names = [f.feature for f in features if f.drifted]
+    share = len(drifted_names) / len(features) if features else 0.0
+    reference_rate, current_rate, label_p = _label_rates(profile, window)
+    sections: dict[str, Any] = {}
+    if target is not None:
+        sections["target"] = asdict(_feature(LABEL, target, target.p_value, target.p_value < config.fdr_q))
+    return DriftReport(
+        features=features,
+        drifted_features=drifted_names,
+        drift_share=share,
+        dataset_drift=share >= config.drift_share,
+        label_reference_rate=reference_rate,
+        label_current_rate=current_rate,
+        label_p_value=label_p,
+        reference_rows=profile.rows,
+        current_rows=window.rows,
+        config=config,
+        sections=sections,
+    )
+
+
+def _feature(name: str, t: ColumnTest, p_adjusted: float, drifted: bool) -> FeatureDrift:
+    return FeatureDrift(
+        name, t.kind, t.test, t.statistic, t.p_value, p_adjusted, t.effect, t.effect_name, drifted, t.psi, t.detail
+    )
+
+
+def profile_features(
+    frame: pd.DataFrame,
+    *,
+    numeric: list[str],
+    categorical: list[str],
+    config: DriftConfig = DriftConfig(),
+    label_discrete: bool = True,
+) -> Profile:
+    """Profile reference features, and the label when the frame has a ``LABEL`` column.
+
+    Args:
+        frame: Reference rows.
+        numeric: Numeric features.
+        categorical: Categorical features.
+        config: Thresholds (bins and category pooling).
+        label_discrete: Profile the label as classes (never pooled, however rare a class);
+            otherwise as a number.
+
+    Returns:
+        The profile.
+    """
+    features = profile_frame(
+        frame, numeric=numeric, categorical=categorical, bins=config.bins, min_category_share=config.min_category_share
+    )
+    if LABEL not in frame.columns:
+        return features
+    label = profile_frame(
+        frame,
+        numeric=[] if label_discrete else [LABEL],
+        categorical=[LABEL] if label_discrete else [],
+        bins=config.bins,
+        min_category_share=0.0,
+    )
+    return Profile({**features.numeric, **label.numeric}, {**features.categorical, **label.categorical}, features.rows)
+
+
+def summarize_window(frame: pd.DataFrame, profile: Profile) -> WindowSummary:
+    """Summarise a window against a profile; a profiled label the window lacks is left out."""
+    if LABEL not in frame.columns:
+        profile = Profile(
+            {k: v for k, v in profile.numeric.items() if k != LABEL},
+            {k: v for k, v in profile.categorical.items() if k != LABEL},
+            profile.rows,
+        )
+    return summarize_frame(frame, profile)
+
+
+def task_frame(frame: pd.DataFrame, task: TaskSpec) -> pd.DataFrame:
+    """A task's features plus its 0/1 label as text (``LABEL``) when the frame has the target."""
+    features = build_features(frame, task)
+    if task.target.column in frame.columns:
+        features[LABEL] = build_labels(frame, task).astype("string")
+    return features
+
+
+def profile_task(reference: pd.DataFrame, task: TaskSpec, config: DriftConfig = DriftConfig()) -> Profile:
+    """Profile a task's features and label on reference rows (validated, source columns)."""
+    numeric = [*task.numeric, *task.derived]
+    return profile_features(
+        task_frame(reference, task), numeric=numeric, categorical=list(task.categorical), config=config
+    )
 
 
 def detect_drift(
@@ -220,57 +301,30 @@ def detect_drift(
     Returns:
         The drift report.
     """
-    ref_x, cur_x = build_features(reference, task), build_features(current, task)
-    raw: list[tuple[str, str, str, float, float, float, str, dict[str, float]]] = []
-    for column in task.features:
-        if column in task.categorical:
-            stat, p, effect, detail = _categorical_drift(ref_x[column], cur_x[column], config.min_category_share)
-            raw.append((column, "categorical", "chi2", stat, p, effect, "jensen_shannon", detail))
-        else:
-            stat, p, effect, detail = _numeric_drift(ref_x[column], cur_x[column])
-            raw.append((column, "numeric", "ks", stat, p, effect, "wasserstein_iqr", detail))
-    p_values = np.array([r[4] for r in raw])
-    adjusted = stats.false_discovery_control(p_values, method="bh") if len(p_values) else p_values
-    features = []
-    for (column, kind, test, stat, p, effect, effect_name, detail), p_adj in zip(raw, adjusted, strict=True):
-        floor = config.categorical_effect_floor if kind == "categorical" else config.numeric_effect_floor
-        drifted = bool(p_adj < config.fdr_q and effect >= floor)
-        features.append(FeatureDrift(column, kind, test, stat, p, float(p_adj), effect, effect_name, drifted, detail))
-    drifted_names = [f.feature for f in features if f.drifted]
-    share = len(drifted_names) / len(features) if features else 0.0
-
-    ref_y, cur_y = build_labels(reference, task), build_labels(current, task)
-    counts = np.array(
-        [[ref_y.sum(), len(ref_y) - ref_y.sum()], [cur_y.sum(), len(cur_y) - cur_y.sum()]], dtype="float64"
-    )
-    label_p = float(stats.chi2_contingency(counts, correction=False).pvalue) if counts.min() > 0 else math.nan
-    return DriftReport(
-        features=features,
-        drifted_features=drifted_names,
-        drift_share=share,
-        dataset_drift=share >= config.drift_share,
-        label_reference_rate=float(ref_y.mean()) if len(ref_y) else math.nan,
-        label_current_rate=float(cur_y.mean()) if len(cur_y) else math.nan,
-        label_p_value=label_p,
-        reference_rows=len(reference),
-        current_rows=len(current),
-        config=config,
-    )
+    profile = profile_task(reference, task, config)
+    return compare(profile, summarize_window(task_frame(current, task), profile), config)
 
 
 def render_evidently_report(
-    reference: pd.DataFrame, current: pd.DataFrame, task: TaskSpec, html_path: Path, *, max_rows: int = 5000
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    html_path: Path,
+    *,
+    numeric: list[str],
+    categorical: list[str],
+    max_rows: int = 5000,
 ) -> Path:
     """Write Evidently's data drift report (HTML) for people to browse.
 
-    Both tables are sampled to ``max_rows`` rows so the report stays quick on large batches; the
-    verdict the loop acts on is ``detect_drift``'s, computed on all rows.
+    Both tables are sampled to ``max_rows`` rows so the report stays quick on large windows; the
+    verdict the loop acts on is ``compare``'s, computed on all rows.
 
     Args:
-        reference: Validated reference rows.
-        current: Validated batch rows.
-        task: The task whose features are shown.
+        reference: Reference features.
+        current: Window features.
         html_path: Output file.
+        numeric: Numeric features shown.
+        categorical: Categorical features shown.
         max_rows: Sample size per table.
 
     Returns:
@@ -280,15 +334,12 @@ def render_evidently_report(
     from evidently.presets import DataDriftPreset
 
     def prepare(frame: pd.DataFrame) -> pd.DataFrame:
-        sample = frame.sample(n=min(len(frame), max_rows), random_state=0)
-        features = build_features(sample, task)
-        for column in task.categorical:
-            features[column] = features[column].astype(object).where(features[column].notna(), "")
-        return features.reset_index(drop=True)
+        sample = frame[[*numeric, *categorical]].sample(n=min(len(frame), max_rows), random_state=0)
+        for column in categorical:
+            sample[column] = sample[column].astype("string").fillna("").astype(object)
+        return sample.reset_index(drop=True)
 
-    definition = DataDefinition(
-        numerical_columns=[*task.numeric, *task.derived], categorical_columns=list(task.categorical)
-    )
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
     ref = Dataset.from_pandas(prepare(reference), data_definition=definition)
     cur = Dataset.from_pandas(prepare(current), data_definition=definition)
     snapshot = Report([DataDriftPreset()]).run(current_data=cur, reference_data=ref)
@@ -329,11 +380,13 @@ def detect_drift_files(
     if evidently not in _EVIDENTLY_MODES:
         raise ConfigError(f"evidently={evidently!r}: use one of {_EVIDENTLY_MODES}")
     task = load_task(task_name)
-    reference, batch = read_table(reference_path), read_table(batch_path)
-    report = detect_drift(reference, batch, task, config)
+    reference, batch = task_frame(read_table(reference_path), task), task_frame(read_table(batch_path), task)
+    numeric, categorical = [*task.numeric, *task.derived], list(task.categorical)
+    profile = profile_features(reference, numeric=numeric, categorical=categorical, config=config)
+    report = compare(profile, summarize_window(batch, profile), config)
     write_json(report.to_dict(), report_path)
     if evidently == "always" or (evidently == "on-drift" and report.dataset_drift):
-        render_evidently_report(reference, batch, task, html_path)
+        render_evidently_report(reference, batch, html_path, numeric=numeric, categorical=categorical)
     else:
         html_path.parent.mkdir(parents=True, exist_ok=True)
         html_path.write_text(render_table_html(report), encoding="utf-8")
