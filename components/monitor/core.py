@@ -12,7 +12,13 @@ Lake layout (the same ``Store`` the pipelines use):
 - ``inference-log/date=YYYYMMDD/HHMMSS-<id>.parquet`` — rows with ``ROW_SCHEMA``, partitioned by
   the UTC day they were received;
 - ``quarantine/inference-log/date=YYYYMMDD/HHMMSS-<id>.json`` — why an event was rejected, its
-  CloudEvents headers, and where its body is kept: ``.body`` beside it, bytes as received.
+  CloudEvents headers, and where its body is kept: ``.body`` beside it, bytes as received;
+- ``drift-alarms/date=YYYYMMDD/HHMMSS-<model>-<id>.json`` — a change an online detector found
+  in a model's score stream (``components.drift.online``), one small record per alarm.
+
+Every paired row's score feeds one online detector per model and endpoint (ADWIN by default),
+so a shift in what a model predicts is seen within minutes, long before labels arrive; the
+counts and the means before and after the last change are on ``/metrics``.
 
 Instances and predictions are kept as JSON text: the columns of a model change with its
 version, and one stable schema keeps every day of logs readable as one dataset.
@@ -20,21 +26,24 @@ version, and one stable schema keeps every day of logs readable as one dataset.
 
 import json
 import math
+import re
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 
-from components.common.errors import DriftpilotError
+from components.common.errors import ConfigError, DriftpilotError
 from components.common.store import Store
+from components.drift.online import DriftAlarm, OnlineDriftConfig, OnlineDriftDetector
 
 __all__ = [
+    "ALARM_PREFIX",
     "LOG_PREFIX",
     "QUARANTINE_PREFIX",
     "REQUEST_TYPE",
@@ -45,6 +54,7 @@ __all__ = [
     "MalformedEventError",
     "MonitorConfig",
     "Receipt",
+    "alarm_key",
     "log_key",
     "pair_rows",
     "parse_event",
@@ -55,6 +65,7 @@ REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 LOG_PREFIX = "inference-log"
 QUARANTINE_PREFIX = f"quarantine/{LOG_PREFIX}"
+ALARM_PREFIX = "drift-alarms"
 
 _KINDS = {REQUEST_TYPE: "request", RESPONSE_TYPE: "response"}
 _REQUIRED_ATTRIBUTES = ("id", "type", "source", "specversion")
@@ -142,12 +153,23 @@ class MonitorConfig:
             written unpaired.
         max_buffered_rows: Rows kept while the lake cannot be written; past this, events are
             answered 503.
+        online_drift: The online detector each model's score stream feeds (one per model and
+            endpoint); None turns online drift detection off.
+        online_drift_max_models: Models (and endpoints) watched at most; rows of further ones
+            are counted as unwatched, so a stray sender cannot grow memory and metric series
+            without bound.
     """
 
     flush_rows: int = 1000
     flush_seconds: float = 60.0
     pair_timeout_seconds: float = 300.0
     max_buffered_rows: int = 200_000
+    online_drift: OnlineDriftConfig | None = field(default_factory=OnlineDriftConfig)
+    online_drift_max_models: int = 64
+
+    def __post_init__(self) -> None:
+        if self.online_drift_max_models < 1:
+            raise ConfigError(f"online_drift_max_models must be >= 1, got {self.online_drift_max_models}")
 
 
 def _attributes(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, str], bytes]:
@@ -356,6 +378,65 @@ def log_key(received_at: datetime, name: str) -> str:
     return f"{LOG_PREFIX}/date={received_at:%Y%m%d}/{received_at:%H%M%S}-{name}.parquet"
 
 
+def alarm_key(detected_at: datetime, model: str, name: str) -> str:
+    """Key of the JSON record of an online drift alarm raised on ``detected_at``'s UTC day."""
+    safe_model = re.sub(r"[^A-Za-z0-9_-]+", "_", model).strip("_")[:64] or "unknown"
+    return f"{ALARM_PREFIX}/date={detected_at:%Y%m%d}/{detected_at:%H%M%S}-{safe_model}-{name}.json"
+
+
+def _model(row: Mapping[str, Any]) -> str:
+    """Which model a row belongs to: ``<namespace>/<InferenceService>``, else the CloudEvent source."""
+    name = row.get("inference_service")
+    if not name:
+        return str(row.get("source") or "unknown")
+    namespace = row.get("namespace")
+    return f"{namespace}/{name}" if namespace else str(name)
+
+
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: a mean over no values is written as null."""
+    return value if math.isfinite(value) else None
+
+
+def _alarm_record(
+    model: str, endpoint: str, detector: OnlineDriftDetector, alarm: DriftAlarm, row: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The lake's record of one alarm: what changed where, and the detector's settings."""
+    return {
+        "model": model,
+        "endpoint": endpoint,
+        "detector": alarm.detector,
+        "signal": alarm.signal,
+        "detected_at": row["received_at"].isoformat(),
+        "event_id": row["event_id"],
+        "row": row["row"],
+        "observation": alarm.observation,
+        "change_observation": alarm.change_observation,
+        "mean_before": _finite_or_none(alarm.mean_before),
+        "count_before": alarm.count_before,
+        "mean_after": _finite_or_none(alarm.mean_after),
+        "count_after": alarm.count_after,
+        "alarms": detector.alarms,
+        "config": {"settings": asdict(detector.config.detector), "warmup": detector.config.warmup},
+    }
+
+
+def _label(value: str) -> str:
+    """A Prometheus label value, escaped (model names come from the senders' headers)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _sample(value: float) -> str:
+    """A sample value in Prometheus' text format."""
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)
+
+
 @dataclass
 class _Pending:
     event: InferenceEvent
@@ -374,6 +455,8 @@ class _Counters:
     quarantine_errors: int = 0
     last_event: float = 0.0
     last_flush: float = 0.0
+    unwatched_rows: int = 0
+    alarm_write_errors: int = 0
 
 
 class InferenceLogMonitor:
@@ -381,10 +464,13 @@ class InferenceLogMonitor:
 
     Thread-safe: an HTTP server calls ``receive`` from many threads and ``tick`` from a timer.
     Writes to the lake happen outside the lock; a failed flush keeps its rows for the next one.
+    Online drift alarms are found on the request path but written by ``tick`` and ``close``, so
+    a slow lake never delays the logger; a record that could not be written waits for the next
+    tick (alarms need rows, so ``max_buffered_rows`` bounds them too while the lake is down).
 
     Args:
         store: The lake.
-        config: Flush, pairing and buffer limits.
+        config: Flush, pairing and buffer limits, and the online drift detector.
         clock: Seconds since the epoch (``time.time``; tests pass their own).
     """
 
@@ -398,6 +484,8 @@ class InferenceLogMonitor:
         self._buffer: list[dict[str, Any]] = []
         self._oldest: float | None = None
         self._counters = _Counters()
+        self._detectors: dict[tuple[str, str], OnlineDriftDetector] = {}
+        self._alarms: list[tuple[str, dict[str, Any]]] = []
 
     def _now(self) -> tuple[float, datetime]:
         seconds = self._clock()
@@ -445,7 +533,45 @@ class InferenceLogMonitor:
             raise
         self._counters.pairs += 1
         self._add(rows, seconds)
+        self._watch(rows, seconds)
         return Receipt(200, f"{len(rows)} rows of {event.event_id} buffered")
+
+    def _watch(self, rows: list[dict[str, Any]], seconds: float) -> None:
+        """Feed paired rows' scores to their model's online detector; the caller holds the lock."""
+        config = self.config.online_drift
+        if config is None:
+            return
+        for row in rows:
+            key = (_model(row), row["endpoint"] or "")
+            detector = self._detectors.get(key)
+            if detector is None:
+                if len(self._detectors) >= self.config.online_drift_max_models:
+                    self._counters.unwatched_rows += 1
+                    continue
+                detector = self._detectors[key] = OnlineDriftDetector(config)
+            alarm = detector.update(row["score"], at=seconds)
+            if alarm is not None:
+                name = alarm_key(row["received_at"], key[0], uuid.uuid4().hex[:8])
+                self._alarms.append((name, _alarm_record(key[0], key[1], detector, alarm, row)))
+
+    def _write_alarms(self) -> list[str]:
+        """Write the alarm records waiting; those that fail wait for the next call.
+
+        Returns:
+            Keys of the records written.
+        """
+        with self._lock:
+            waiting, self._alarms = self._alarms, []
+        written: list[str] = []
+        for position, (key, record) in enumerate(waiting):
+            try:
+                written.append(self.store.put_json(key, record))
+            except OSError:  # counted in alarm_write_errors_total; the lake is retried at the next call
+                with self._lock:
+                    self._counters.alarm_write_errors += 1
+                    self._alarms = waiting[position:] + self._alarms
+                break
+        return written
 
     def _add(self, rows: list[dict[str, Any]], seconds: float) -> None:
         if rows and self._oldest is None:
@@ -501,16 +627,19 @@ class InferenceLogMonitor:
     def tick(self) -> list[str]:
         """Write overdue unpaired events and flush the buffer if it is full or old enough.
 
+        Alarm records that could not be written before are retried first.
+
         Returns:
-            Keys of the Parquet files written (none when nothing was due).
+            Keys of the files written: alarm records, then Parquet files (none when nothing was due).
         """
         seconds, now = self._now()
+        alarms = self._write_alarms()
         self._expire(seconds, now, everything=False)
         with self._lock:
             due = len(self._buffer) >= self.config.flush_rows or (
                 self._oldest is not None and seconds - self._oldest >= self.config.flush_seconds
             )
-        return self.flush() if due else []
+        return alarms + (self.flush() if due else [])
 
     def flush(self) -> list[str]:
         """Write every buffered row to the lake now, one file per UTC day.
@@ -550,14 +679,15 @@ class InferenceLogMonitor:
             return written
 
     def close(self) -> list[str]:
-        """Write every waiting request or response unpaired, then flush; for shutdown.
+        """Write waiting alarm records and every waiting request or response unpaired, then flush; for shutdown.
 
         Returns:
-            Keys of the Parquet files written.
+            Keys of the files written: alarm records, then Parquet files.
         """
         seconds, now = self._now()
+        alarms = self._write_alarms()
         self._expire(seconds, now, everything=True)
-        return self.flush()
+        return alarms + self.flush()
 
     def metrics(self) -> str:
         """The monitor's counters in Prometheus' text exposition format (version 0.0.4)."""
@@ -614,12 +744,83 @@ class InferenceLogMonitor:
                     [("", c.last_flush)],
                 ),
             ]
+            if self.config.online_drift is not None:
+                families += self._online_drift_families()
         lines = []
         for name, kind, help_text, samples in families:
             full = f"driftpilot_monitor_{name}"
             lines += [f"# HELP {full} {help_text}", f"# TYPE {full} {kind}"]
-            lines += [
-                f"{full}{labels} {value:.3f}" if isinstance(value, float) else f"{full}{labels} {value}"
-                for labels, value in samples
-            ]
+            lines += [f"{full}{labels} {_sample(value)}" for labels, value in samples]
         return "\n".join(lines) + "\n"
+
+    def _online_drift_families(self) -> list[tuple[str, str, str, list[tuple[str, float]]]]:
+        """Metric families of the online detectors, one series per model and endpoint; the caller holds the lock.
+
+        The endpoint (KServe's ``default`` or ``canary``) is labelled ``kserve_endpoint``: the
+        Prometheus Operator sets ``endpoint`` on every scraped series (the port's name).
+        """
+        watched = sorted(self._detectors.items())
+        labels = [
+            (f'{{model="{_label(model)}",kserve_endpoint="{_label(endpoint)}",detector="{d.detector_name}"}}', d)
+            for (model, endpoint), d in watched
+        ]
+
+        def last(d: OnlineDriftDetector, attribute: str) -> float:
+            return math.nan if d.last_alarm is None else float(getattr(d.last_alarm, attribute))
+
+        return [
+            (
+                "online_drift_observations_total",
+                "counter",
+                "Scores of paired rows fed to the model's online drift detector.",
+                [(text, d.observations) for text, d in labels],
+            ),
+            (
+                "online_drift_skipped_total",
+                "counter",
+                "Paired rows whose prediction is not one finite number, not fed to the detector.",
+                [(text, d.skipped) for text, d in labels],
+            ),
+            (
+                "online_drift_alarms_total",
+                "counter",
+                "Changes the online detector found in the model's score stream, after warm-up.",
+                [(text, d.alarms) for text, d in labels],
+            ),
+            (
+                "online_drift_mean_before_change",
+                "gauge",
+                "Mean score before the last change (NaN: no change yet).",
+                [(text, last(d, "mean_before")) for text, d in labels],
+            ),
+            (
+                "online_drift_mean_after_change",
+                "gauge",
+                "Mean score of the new regime when the last change was found (NaN: no change yet).",
+                [(text, last(d, "mean_after")) for text, d in labels],
+            ),
+            (
+                "online_drift_mean",
+                "gauge",
+                "Running mean score since the last change, or since the start (NaN: no score yet).",
+                [(text, d.mean) for text, d in labels],
+            ),
+            (
+                "online_drift_last_change_timestamp_seconds",
+                "gauge",
+                "When the last change was found (0: never).",
+                [(text, (d.last_alarm.at if d.last_alarm else None) or 0.0) for text, d in labels],
+            ),
+            (
+                "online_drift_unwatched_rows_total",
+                "counter",
+                "Paired rows of models beyond online_drift_max_models, not watched.",
+                [("", self._counters.unwatched_rows)],
+            ),
+            (
+                "online_drift_alarm_write_errors_total",
+                "counter",
+                "Alarm records that could not be written to the lake (retried at the next tick).",
+                [("", self._counters.alarm_write_errors)],
+            ),
+        ]

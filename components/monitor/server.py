@@ -2,8 +2,8 @@
 
 Routes: ``POST /`` (any path but the two below) takes one inference-log CloudEvent;
 ``GET /healthz`` answers ``ok``; ``GET /metrics`` the counters in Prometheus' text format. A
-timer thread calls ``InferenceLogMonitor.tick`` every second so rows reach the lake even when
-no event comes; ``stop`` writes what is left.
+timer thread calls ``InferenceLogMonitor.tick`` every second so rows and online drift alarms
+reach the lake even when no event comes; ``stop`` writes what is left.
 """
 
 import logging
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from components.monitor.core import InferenceLogMonitor
+from components.monitor.core import ALARM_PREFIX, InferenceLogMonitor
 
 __all__ = ["MAX_BODY_BYTES", "MonitorServer"]
 
@@ -115,7 +115,10 @@ class MonitorServer:
     def _safely(flush: Callable[[], list[str]]) -> None:
         try:
             for key in flush():
-                logger.info("wrote %s", key)
+                if key.startswith(f"{ALARM_PREFIX}/"):
+                    logger.warning("online drift alarm recorded at %s", key)
+                else:
+                    logger.info("wrote %s", key)
         except OSError as exc:  # counted in flush_errors_total; the rows stay buffered
             logger.error("could not write the inference log to the lake: %s", exc)
 

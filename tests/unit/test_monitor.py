@@ -6,12 +6,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import requests
 
+from components.common.errors import ConfigError
 from components.common.store import Store
+from components.drift.online import OnlineDriftConfig, PageHinkleySettings
+from components.monitor.__main__ import build_parser, online_drift_config
 from components.monitor.core import (
+    ALARM_PREFIX,
     QUARANTINE_PREFIX,
     REQUEST_TYPE,
     RESPONSE_TYPE,
@@ -288,10 +293,121 @@ def test_metrics_are_prometheus_text_with_help_and_type_for_every_family(store: 
     text = InferenceLogMonitor(store, clock=Clock()).metrics()
     lines = text.splitlines()
     names = {line.split()[2] for line in lines if line.startswith("# TYPE")}
-    assert len(names) == len({line.split()[2] for line in lines if line.startswith("# HELP")}) == 12
+    assert len(names) == len({line.split()[2] for line in lines if line.startswith("# HELP")}) == 21
     samples = [line for line in lines if not line.startswith("#")]
     assert all(line.split("{")[0].split()[0] in names for line in samples)
     assert all(float(line.rsplit(" ", 1)[1]) == 0 for line in samples)
+
+
+def send_scores(monitor: InferenceLogMonitor, scores: list[float], prefix: str, **extra: str) -> None:
+    """Paired V1 events of 20 instances each whose responses carry the given scores."""
+    for start in range(0, len(scores), 20):
+        chunk = scores[start : start + 20]
+        event_id = f"{prefix}-{start // 20}"
+        request = {"instances": [{"QuadClass": float(start + i)} for i in range(len(chunk))]}
+        assert monitor.receive(headers(event_id, "request", **extra), body(request)).status == 200
+        assert monitor.receive(headers(event_id, "response", **extra), body({"predictions": chunk})).status == 200
+
+
+def test_a_shift_in_a_models_scores_raises_an_online_drift_alarm_in_metrics_and_the_lake(store: Store) -> None:
+    clock = Clock()
+    monitor = InferenceLogMonitor(store, clock=clock)
+    rng = np.random.default_rng(7)
+    before, after = rng.beta(2, 8, 1000).tolist(), rng.beta(8, 2, 1000).tolist()  # means 0.2, then 0.8
+    send_scores(monitor, before, "stable")
+    send_scores(monitor, rng.beta(2, 8, 1000).tolist(), "canary", **{"Ce-Endpoint": "canary"})
+    assert store.keys(ALARM_PREFIX) == []
+    clock.now += 60
+    send_scores(monitor, after, "shifted")
+
+    assert store.keys(ALARM_PREFIX) == []  # alarms are written by the timer, off the request path
+    written = monitor.tick()
+
+    alarms = store.keys(ALARM_PREFIX)
+    assert len(alarms) == 1 and alarms[0] in written
+    assert alarms[0].startswith(f"{ALARM_PREFIX}/date=20241022/130100-driftpilot_gdelt-tone-")
+    first = store.get_json(alarms[0])
+    assert (first["model"], first["endpoint"], first["detector"], first["signal"]) == (
+        "driftpilot/gdelt-tone",
+        "default",
+        "adwin",
+        "score",
+    )
+    # Measured: found at the 1,024th score, the change located at the 1,001st (the first shifted one).
+    assert 1000 < first["observation"] <= 1100
+    assert abs(first["change_observation"] - 1001) <= 5
+    assert first["count_before"] + first["count_after"] == first["observation"]
+    assert first["event_id"].startswith("shifted-") and first["detected_at"] == "2024-10-22T13:01:00+00:00"
+    assert first["mean_before"] == pytest.approx(np.mean(before), abs=0.01)
+    assert first["mean_after"] > 0.7
+    assert first["config"] == {
+        "settings": {"clock": 32, "delta": 0.002, "grace_period": 10, "max_buckets": 5, "min_window_length": 5},
+        "warmup": 100,
+    }
+    metrics = monitor.metrics()
+    series = '{model="driftpilot/gdelt-tone",kserve_endpoint="default",detector="adwin"}'
+    canary = '{model="driftpilot/gdelt-tone",kserve_endpoint="canary",detector="adwin"}'
+    assert f"driftpilot_monitor_online_drift_alarms_total{series} {len(alarms)}" in metrics
+    assert f"driftpilot_monitor_online_drift_observations_total{series} 2000" in metrics
+    assert f"driftpilot_monitor_online_drift_alarms_total{canary} 0" in metrics  # its scores did not move
+    assert f"driftpilot_monitor_online_drift_mean_before_change{canary} NaN" in metrics
+    gauges = {
+        line.split("{")[0].removeprefix("driftpilot_monitor_online_drift_"): float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("driftpilot_monitor_online_drift_") and series in line
+    }
+    assert gauges["mean_before_change"] == pytest.approx(first["mean_before"])
+    assert gauges["mean_after_change"] == pytest.approx(first["mean_after"])
+    assert 0.75 < gauges["mean"] < 0.85  # the new regime's running mean
+    assert gauges["last_change_timestamp_seconds"] == T0 + 60
+
+
+def test_online_drift_settings_come_from_the_command_line_and_off_turns_it_off(store: Store) -> None:
+    args = build_parser().parse_args(["--online-drift", "page-hinkley", "--ph-threshold", "5", "--ph-mode", "up"])
+    assert online_drift_config(args) == OnlineDriftConfig(
+        detector=PageHinkleySettings(threshold=5.0, mode="up"), signal="score", warmup=100
+    )
+    with pytest.raises(ConfigError, match="ADWIN delta must be in"):
+        online_drift_config(build_parser().parse_args(["--adwin-delta", "1.5"]))
+    off = online_drift_config(build_parser().parse_args(["--online-drift", "off"]))
+    assert off is None
+
+    monitor = InferenceLogMonitor(store, MonitorConfig(online_drift=off), clock=Clock())
+    send_scores(monitor, [0.1] * 20, "a")
+    assert "online_drift" not in monitor.metrics()
+
+
+def test_scores_that_are_not_numbers_are_skipped_and_unknown_models_beyond_the_cap_unwatched(store: Store) -> None:
+    monitor = InferenceLogMonitor(store, MonitorConfig(online_drift_max_models=1), clock=Clock())
+    monitor.receive(headers("s-1", "request"), body(V1_REQUEST))
+    monitor.receive(headers("s-1", "response"), body({"predictions": ["yes", None]}))
+    send_scores(monitor, [0.5] * 20, "other", **{"Ce-Inferenceservicename": 'tone "v2"\\'})
+    metrics = monitor.metrics()
+    series = '{model="driftpilot/gdelt-tone",kserve_endpoint="default",detector="adwin"}'
+    assert f"driftpilot_monitor_online_drift_skipped_total{series} 2" in metrics
+    assert f"driftpilot_monitor_online_drift_observations_total{series} 0" in metrics
+    assert "driftpilot_monitor_online_drift_unwatched_rows_total 20" in metrics
+    assert "v2" not in metrics
+
+    escaped = InferenceLogMonitor(store, clock=Clock())
+    send_scores(escaped, [0.5] * 20, "other", **{"Ce-Inferenceservicename": 'tone "v2"\\'})
+    assert 'model="driftpilot/tone \\"v2\\"\\\\"' in escaped.metrics()
+
+
+def test_an_alarm_the_lake_refuses_is_counted_and_written_at_the_next_tick(tmp_path: Path) -> None:
+    store = FailingStore(str(tmp_path / "lake"))
+    config = MonitorConfig(online_drift=OnlineDriftConfig(warmup=0), flush_rows=10_000, flush_seconds=3600)
+    monitor = InferenceLogMonitor(store, config, clock=Clock())
+    send_scores(monitor, [0.1] * 500 + [0.9] * 500, "flip")
+
+    assert monitor.tick() == []
+    assert "driftpilot_monitor_online_drift_alarm_write_errors_total 1" in monitor.metrics()
+    store.fail = False
+    written = monitor.tick()
+
+    assert written and all(k.startswith(f"{ALARM_PREFIX}/") for k in written)
+    assert store.keys(ALARM_PREFIX) == sorted(written)
+    assert store.get_json(written[0])["mean_before"] == pytest.approx(0.1)
 
 
 @pytest.mark.integration  # a real server on 127.0.0.1
