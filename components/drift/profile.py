@@ -39,6 +39,7 @@ __all__ = [
     "WindowSummary",
     "profile_frame",
     "summarize_frame",
+    "summarize_partitions",
 ]
 
 OTHER = "__other__"
@@ -425,3 +426,30 @@ def summarize_frame(frame: pd.DataFrame, profile: Profile) -> WindowSummary:
     numeric = _map(lambda item: _count_numeric(frame[item[0]], item[1]), profile.numeric.items())
     categorical = {name: _count_categorical(frame[name], p) for name, p in profile.categorical.items()}
     return WindowSummary(dict(zip(profile.numeric, numeric, strict=True)), categorical, len(frame))
+
+
+def summarize_partitions(frame: Any, profile: Profile) -> WindowSummary:
+    """Summarise a Dask DataFrame's window against a profile, partition by partition.
+
+    Every partition is summarised where it is read and only the summaries (kilobytes) travel and
+    merge, so the window's length does not bound memory: a worker holds one partition at a time.
+
+    Args:
+        frame: A ``dask.dataframe.DataFrame`` with the profiled columns.
+        profile: The reference profile.
+
+    Returns:
+        The window's summary, equal to ``summarize_frame`` of the whole window.
+
+    Raises:
+        DataValidationError: When a profiled column is not in the frame.
+    """
+    import functools
+
+    import dask
+
+    _check_columns(frame, profile.columns)
+    columns = profile.columns
+    summaries = [dask.delayed(summarize_frame)(part, profile) for part in frame[columns].to_delayed()]
+    merged = dask.delayed(functools.reduce)(WindowSummary.merge, summaries)
+    return merged.compute()  # type: ignore[no-any-return]
