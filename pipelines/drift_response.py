@@ -48,6 +48,7 @@ def drift_response_pipeline(
     fdr_q: float = 0.05,
     drift_share: float = 0.25,
     evidently: str = "on-drift",
+    multivariate: bool = True,
     max_auc_drop: float = 0.03,
     severe_auc_drop: float = 0.08,
     max_log_loss_rise: float = 0.25,
@@ -76,6 +77,7 @@ def drift_response_pipeline(
         fdr_q: False-discovery rate across the feature drift tests.
         drift_share: Share of drifted features that makes the dataset drifted.
         evidently: When to render Evidently's HTML report: ``always``, ``on-drift`` or ``never``.
+        multivariate: Also test for multivariate drift with a domain classifier.
         max_auc_drop: AUC drop that, with drift, triggers a retrain.
         severe_auc_drop: AUC drop that triggers a retrain even without drift.
         max_log_loss_rise: Relative log-loss rise that, with drift, triggers a retrain.
@@ -108,10 +110,12 @@ def drift_response_pipeline(
     drift = detect_data_drift(
         reference=champion.outputs["reference"],
         batch=validate.outputs["valid"],
+        model=champion.outputs["model"],
         task=task,
         fdr_q=fdr_q,
         drift_share=drift_share,
         evidently=evidently,
+        multivariate=multivariate,
     )
     evaluate = evaluate_model(model=champion.outputs["model"], data=validate.outputs["valid"])
     decide = decide_response(

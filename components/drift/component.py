@@ -3,7 +3,7 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
 from components.common.images import COMPONENTS_IMAGE
 
@@ -12,26 +12,30 @@ from components.common.images import COMPONENTS_IMAGE
 def detect_data_drift(
     reference: Input[Dataset],
     batch: Input[Dataset],
+    model: Input[Model],
     task: str,
     fdr_q: float,
     drift_share: float,
     evidently: str,
+    multivariate: bool,
     report: Output[Artifact],
     html: Output[HTML],
     metrics: Output[Metrics],
 ) -> NamedTuple(
     "Drift", [("dataset_drift", bool), ("drifted_features", int), ("total_features", int), ("summary", str)]
 ):
-    """Test every feature of the batch against the reference; write JSON and Evidently reports.
+    """Test the batch for data drift and the champion for model drift; write JSON and HTML reports.
 
     Args:
         reference: The champion's reference rows.
         batch: The new batch's validated rows.
+        model: The champion, whose scores are compared (model drift).
         task: Built-in task name or task YAML path.
         fdr_q: False-discovery rate across the feature tests (Benjamini–Hochberg).
         drift_share: Share of drifted features that makes the dataset drifted.
         evidently: When to render Evidently's HTML report (sampled): ``always``, ``on-drift``
             or ``never``; otherwise the HTML artifact is the table of per-feature tests.
+        multivariate: Also run the domain-classifier test (about a second).
         report: The JSON drift report the decision reads.
         html: Evidently's data drift report, or the per-feature table.
         metrics: Drift share and per-feature effects.
@@ -51,8 +55,12 @@ def detect_data_drift(
         html_path=Path(html.path),
         evidently=evidently,
         config=DriftConfig(fdr_q=fdr_q, drift_share=drift_share),
+        model_dir=Path(model.path),
+        multivariate=multivariate,
     )
     metrics.log_metric("drift_share", result.drift_share)
     for feature in result.features:
         metrics.log_metric(f"effect.{feature.feature}", feature.effect)
+    for name, value in result.section_metrics().items():
+        metrics.log_metric(name, value)
     return (result.dataset_drift, len(result.drifted_features), len(result.features), result.summary())

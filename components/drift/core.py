@@ -24,7 +24,7 @@ from components.common.errors import ConfigError
 from components.common.storage import read_table, write_json
 from components.common.task import TaskSpec, load_task
 from components.drift.profile import Profile, WindowSummary, profile_frame, summarize_frame
-from components.drift.univariate import ColumnTest, test_categorical, test_numeric
+from components.drift.univariate import ColumnTest, compare_categorical, compare_numeric
 from components.features.core import build_features, build_labels
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
 
 LABEL = "__label__"
 _EVIDENTLY_MODES = ("always", "on-drift", "never")
+_MIN_CALIBRATION_ROWS = 100
 
 
 @dataclass(frozen=True)
@@ -142,14 +143,37 @@ class DriftReport:
         data["features"] = {f["feature"]: f for f in data["features"]}
         return data
 
+    def section_metrics(self) -> dict[str, float]:
+        """Flat numbers of the model-drift and multivariate sections, named for a metrics exporter."""
+        out: dict[str, float] = {}
+        model = self.sections.get("model", {})
+        for view in ("estimated", "realised"):
+            if isinstance(model.get(view), dict):
+                out[f"model.{view}_auc"] = float(model[view]["current"])
+                out[f"model.{view}_auc_drop"] = float(model[view]["drop"])
+        if "prediction_shift" in model:
+            out["model.prediction_psi"] = float(model["prediction_shift"]["psi"])
+            out["model.confidence_change"] = float(model["confidence"]["change"])
+        if "auc" in self.sections.get("multivariate", {}):
+            out["multivariate.auc"] = float(self.sections["multivariate"]["auc"])
+        return out
+
     def summary(self) -> str:
-        """One line for people: verdict, drifted features and the label prior."""
+        """One line for people: verdict, drifted features, the label prior and the other sections."""
         verdict = "DRIFT" if self.dataset_drift else "no drift"
         top = sorted((f for f in self.features if f.drifted), key=lambda f: -f.effect)[:3]
         names = ", ".join(f"{f.feature}({f.effect:.2f})" for f in top) or "none"
         line = f"{verdict}: {len(self.drifted_features)}/{len(self.features)} features [{names}]"
         if not math.isnan(self.label_reference_rate):
             line += f"; label rate {self.label_reference_rate:.1%}→{self.label_current_rate:.1%}"
+        model = self.sections.get("model", {})
+        if "estimated" in model:
+            view = "realised" if model.get("realised") else "estimated"
+            drop = model[view]["drop"]
+            line += f"; {view} AUC drop {drop:+.3f}{' (DROP)' if model['predicted_drop'] else ''}"
+        if "auc" in self.sections.get("multivariate", {}):
+            multivariate = self.sections["multivariate"]
+            line += f"; domain AUC {multivariate['auc']:.2f}{' (DRIFT)' if multivariate['drifted'] else ''}"
         return line
 
 
@@ -185,10 +209,10 @@ def compare(profile: Profile, window: WindowSummary, config: DriftConfig = Drift
     tests: dict[str, ColumnTest] = {}
     for name, numeric in profile.numeric.items():
         if name in window.numeric:
-            tests[name] = test_numeric(numeric, window.numeric[name])
+            tests[name] = compare_numeric(numeric, window.numeric[name])
     for name, categorical in profile.categorical.items():
         if name in window.categorical:
-            tests[name] = test_categorical(categorical, window.categorical[name])
+            tests[name] = compare_categorical(categorical, window.categorical[name])
     target = tests.pop(LABEL, None)
     p_values = np.array([t.p_value for t in tests.values()])
     adjusted = stats.false_discovery_control(p_values, method="bh") if len(p_values) else p_values
@@ -357,11 +381,13 @@ def detect_drift_files(
     html_path: Path,
     evidently: str = "on-drift",
     config: DriftConfig = DriftConfig(),
+    model_dir: Path | None = None,
+    multivariate: bool = False,
 ) -> DriftReport:
     """Compare a batch table with a reference table; write the JSON report and an HTML report.
 
     Args:
-        reference_path: Reference rows (Parquet).
+        reference_path: Reference rows (Parquet): the champion's training sample.
         batch_path: Batch rows (Parquet).
         task_name: Built-in task name or task YAML path.
         report_path: Where the JSON report is written.
@@ -370,6 +396,9 @@ def detect_drift_files(
         evidently: ``always``, ``on-drift`` (only when the dataset drifted: it costs seconds) or
             ``never``.
         config: Thresholds.
+        model_dir: The champion (``TrainedModel`` folder): adds model drift (``sections.model``),
+            calibrated on the reference rows the champion held out of training.
+        multivariate: Adds the domain-classifier test (``sections.multivariate``).
 
     Returns:
         The drift report.
@@ -380,10 +409,18 @@ def detect_drift_files(
     if evidently not in _EVIDENTLY_MODES:
         raise ConfigError(f"evidently={evidently!r}: use one of {_EVIDENTLY_MODES}")
     task = load_task(task_name)
-    reference, batch = task_frame(read_table(reference_path), task), task_frame(read_table(batch_path), task)
+    raw_reference, raw_batch = read_table(reference_path), read_table(batch_path)
+    reference, batch = task_frame(raw_reference, task), task_frame(raw_batch, task)
     numeric, categorical = [*task.numeric, *task.derived], list(task.categorical)
     profile = profile_features(reference, numeric=numeric, categorical=categorical, config=config)
     report = compare(profile, summarize_window(batch, profile), config)
+    if model_dir is not None:
+        report.sections["model"] = _model_section(model_dir, raw_reference, raw_batch)
+    if multivariate:
+        from components.drift.multivariate import detect_multivariate_drift
+
+        result = detect_multivariate_drift(reference, batch, numeric=numeric, categorical=categorical)
+        report.sections["multivariate"] = result.to_dict()
     write_json(report.to_dict(), report_path)
     if evidently == "always" or (evidently == "on-drift" and report.dataset_drift):
         render_evidently_report(reference, batch, html_path, numeric=numeric, categorical=categorical)
@@ -391,6 +428,27 @@ def detect_drift_files(
         html_path.parent.mkdir(parents=True, exist_ok=True)
         html_path.write_text(render_table_html(report), encoding="utf-8")
     return report
+
+
+def _model_section(model_dir: Path, reference: pd.DataFrame, batch: pd.DataFrame) -> dict[str, Any]:
+    """Model drift of the champion on the batch, or why it could not be measured."""
+    from components.drift.model import detect_model_drift
+    from components.train.core import validation_rows
+    from components.train.model import TrainedModel
+
+    model = TrainedModel.load(model_dir)
+    held = reference[validation_rows(reference, model.task)]
+    labels = build_labels(held, model.task).to_numpy()
+    if len(held) < _MIN_CALIBRATION_ROWS or len(np.unique(labels)) < 2:
+        return {"skipped": f"{len(held)} held-out reference rows with {len(np.unique(labels))} class(es)"}
+    has_labels = model.task.target.column in batch.columns
+    result = detect_model_drift(
+        reference_scores=model.predict_proba(held),
+        reference_labels=labels,
+        current_scores=model.predict_proba(batch),
+        current_labels=build_labels(batch, model.task).to_numpy() if has_labels else None,
+    )
+    return result.to_dict()
 
 
 def render_table_html(report: DriftReport) -> str:

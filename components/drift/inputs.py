@@ -4,7 +4,8 @@ A path is read by what it is: a GDELT 2.0 export (``*.export.CSV``, plain or zip
 parser rejects are kept, with their reasons, for the caller to quarantine), a Parquet file or
 folder, or a CSV file with a header. Without a task, columns get their roles from their types:
 numbers are numeric features, text, booleans and categories are categorical features, and
-identifier-like text (almost every value distinct) is left out with the reason said.
+identifier-like columns (integers all distinct, text almost all distinct) are left out with the
+reason said.
 """
 
 from dataclasses import dataclass, field
@@ -120,6 +121,8 @@ def infer_roles(frame: pd.DataFrame, *, exclude: tuple[str, ...] = ()) -> Column
             skipped[name] = "every reference value is missing"
         elif pd.api.types.is_bool_dtype(values):
             categorical.append(name)
+        elif pd.api.types.is_integer_dtype(values) and len(values) >= _ID_MIN_VALUES and values.is_unique:
+            skipped[name] = "identifier-like: integers, every value distinct"
         elif pd.api.types.is_numeric_dtype(values):
             numeric.append(name)
         elif isinstance(values.dtype, pd.CategoricalDtype) or values.nunique() < max(

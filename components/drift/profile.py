@@ -292,11 +292,13 @@ def _profile_numeric(values: pd.Series, bins: int) -> NumericProfile:
 
 
 def _value_counts(values: pd.Series) -> pd.Series:
-    """Count the column's values as strings (missing values as ``MISSING``)."""
+    """Count the column's values by name (missing values as ``MISSING``)."""
     counts = values.value_counts(dropna=False, sort=False)
     counts = counts[counts > 0]
-    counts.index = [_label(c) for c in counts.index]
-    return counts.groupby(level=0, sort=False).sum()
+    counts.index = pd.Index([_label(c) for c in counts.index], dtype=object)
+    if counts.index.has_duplicates:  # 1 and 1.0, or None and NaN, name one category
+        counts = counts.groupby(level=0, sort=False).sum()
+    return counts
 
 
 def _label(value: Any) -> str:
@@ -452,4 +454,5 @@ def summarize_partitions(frame: Any, profile: Profile) -> WindowSummary:
     columns = profile.columns
     summaries = [dask.delayed(summarize_frame)(part, profile) for part in frame[columns].to_delayed()]
     merged = dask.delayed(functools.reduce)(WindowSummary.merge, summaries)
-    return merged.compute()  # type: ignore[no-any-return]
+    summary: WindowSummary = merged.compute()
+    return summary

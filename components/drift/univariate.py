@@ -27,7 +27,7 @@ from scipy.spatial.distance import jensenshannon
 
 from components.drift.profile import OTHER, CategoricalCounts, CategoricalProfile, NumericCounts, NumericProfile
 
-__all__ = ["ColumnTest", "test_categorical", "test_numeric"]
+__all__ = ["ColumnTest", "compare_categorical", "compare_numeric"]
 
 _NOISE_DRAWS = 7
 _PSI_EPSILON = 1e-4
@@ -93,7 +93,7 @@ def _draws(masses: np.ndarray, rows: int, rng: np.random.Generator) -> np.ndarra
     return rng.multinomial(max(rows, 1), masses / masses.sum(), size=_NOISE_DRAWS) / max(rows, 1)
 
 
-def test_numeric(profile: NumericProfile, counts: NumericCounts) -> ColumnTest:
+def compare_numeric(profile: NumericProfile, counts: NumericCounts) -> ColumnTest:
     """Test one numeric column of a window against its reference profile.
 
     Args:
@@ -132,7 +132,7 @@ def test_numeric(profile: NumericProfile, counts: NumericCounts) -> ColumnTest:
     return ColumnTest("numeric", "ks", statistic, p_value, max(0.0, observed - noise), "wasserstein_iqr", psi, detail)
 
 
-def test_categorical(profile: CategoricalProfile, counts: CategoricalCounts, *, seed: int = 0) -> ColumnTest:
+def compare_categorical(profile: CategoricalProfile, counts: CategoricalCounts, *, seed: int = 0) -> ColumnTest:
     """Test one categorical column of a window against its reference profile.
 
     Args:

@@ -5,13 +5,31 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from sklearn import metrics
 
 from components.common.storage import read_table, write_json
 from components.features.core import build_labels
 from components.train.model import TrainedModel
 
-__all__ = ["evaluate_model", "score_predictions"]
+__all__ = ["evaluate_model", "row_aucs", "score_predictions"]
+
+
+def row_aucs(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Row-wise ROC AUC (Mann–Whitney, ties averaged) of label and score matrices.
+
+    Args:
+        labels: 0/1 truth, shape (draws, n).
+        scores: Scores, shape (draws, n).
+
+    Returns:
+        One AUC per row, shape (draws,); NaN for a row with one class only.
+    """
+    ranks = stats.rankdata(scores, axis=1)
+    positives = labels.sum(axis=1)
+    negatives = labels.shape[1] - positives
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((ranks * labels).sum(axis=1) - positives * (positives + 1) / 2) / (positives * negatives)
 
 
 def score_predictions(labels: np.ndarray, proba: np.ndarray, *, threshold: float = 0.5) -> dict[str, float]:

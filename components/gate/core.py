@@ -4,10 +4,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 from sklearn.metrics import log_loss, roc_auc_score
 
 from components.common.storage import read_table, write_json
+from components.evaluate.core import row_aucs
 from components.features.core import build_labels
 from components.train.model import TrainedModel
 
@@ -47,15 +47,6 @@ class GateResult:
         return asdict(self)
 
 
-def _aucs(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Row-wise AUC (Mann–Whitney, ties averaged) of resampled label and score matrices."""
-    ranks = stats.rankdata(scores, axis=1)
-    positives = labels.sum(axis=1)
-    negatives = labels.shape[1] - positives
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return ((ranks * labels).sum(axis=1) - positives * (positives + 1) / 2) / (positives * negatives)
-
-
 def _bootstrap_auc_gains(
     labels: np.ndarray, champion: np.ndarray, challenger: np.ndarray, *, n_boot: int, seed: int, chunk: int = 50
 ) -> np.ndarray:
@@ -65,7 +56,7 @@ def _bootstrap_auc_gains(
     for start in range(0, n_boot, chunk):
         idx = rng.integers(0, len(labels), (min(chunk, n_boot - start), len(labels)))
         y = labels[idx]
-        gains.append(_aucs(y, challenger[idx]) - _aucs(y, champion[idx]))
+        gains.append(row_aucs(y, challenger[idx]) - row_aucs(y, champion[idx]))
     values = np.concatenate(gains)
     return values[np.isfinite(values)]
 

@@ -3,6 +3,7 @@
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from components.common.errors import DataValidationError
@@ -14,7 +15,7 @@ from components.evaluate.core import score_predictions
 from components.features.core import build_features, build_labels, split_by_key
 from components.train.model import TrainedModel
 
-__all__ = ["TrainConfig", "TrainOutcome", "select_window", "train_files", "train_model"]
+__all__ = ["TrainConfig", "TrainOutcome", "select_window", "train_files", "train_model", "validation_rows"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,25 @@ class TrainOutcome:
     params: dict[str, float | int | str]
 
 
+def validation_rows(
+    frame: pd.DataFrame, task: TaskSpec, valid_fraction: float = TrainConfig.valid_fraction
+) -> np.ndarray:
+    """The rows ``train_model`` holds out of training (by a hash of the split column).
+
+    Rows of any table that this returns True for were never trained on by a model trained on a
+    table holding them, so their scores are out of sample (drift checks calibrate on them).
+
+    Args:
+        frame: Rows with the task's split column.
+        task: The task spec.
+        valid_fraction: The training's validation share.
+
+    Returns:
+        A boolean array, True for held-out rows.
+    """
+    return split_by_key(frame[task.split_column], valid_fraction, salt="train-valid")
+
+
 def train_model(frame: pd.DataFrame, task: TaskSpec, config: TrainConfig = TrainConfig()) -> TrainOutcome:
     """Train a binary LightGBM model on validated rows.
 
@@ -83,7 +103,7 @@ def train_model(frame: pd.DataFrame, task: TaskSpec, config: TrainConfig = Train
             "need at least 50 rows and both classes"
         )
     features = build_features(frame, task)
-    held_out = split_by_key(frame[task.split_column], config.valid_fraction, salt="train-valid")
+    held_out = validation_rows(frame, task, config.valid_fraction)
     params: dict[str, float | int | str] = {
         "objective": "binary",
         "metric": "auc",

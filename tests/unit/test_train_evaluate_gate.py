@@ -9,8 +9,8 @@ from components.common.errors import DataValidationError
 from components.common.lake import incident_key
 from components.common.storage import write_table
 from components.common.store import Store
-from components.evaluate.core import evaluate_model, score_predictions
-from components.gate.core import _aucs, compare_models
+from components.evaluate.core import evaluate_model, row_aucs, score_predictions
+from components.gate.core import compare_models
 from components.train.core import TrainConfig, select_window, train_model
 from components.train.model import TrainedModel
 
@@ -89,7 +89,7 @@ def test_bootstrap_auc_matches_sklearn_with_ties_and_brackets_the_gain() -> None
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 2, (4, 400))
     scores = np.round(rng.normal(size=(4, 400)), 1)  # many ties
-    assert np.allclose(_aucs(labels, scores), [roc_auc_score(y, s) for y, s in zip(labels, scores, strict=True)])
+    assert np.allclose(row_aucs(labels, scores), [roc_auc_score(y, s) for y, s in zip(labels, scores, strict=True)])
     y = rng.integers(0, 2, 800)
     champion, challenger = y + rng.normal(0, 1.5, 800), y + rng.normal(0, 1.0, 800)
     verdict = compare_models(y, champion, challenger)
