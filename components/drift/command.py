@@ -12,7 +12,7 @@ Outputs in the chosen folder:
 """
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +30,7 @@ from components.drift.core import (
     render_table_html,
     summarize_window,
     task_frame,
+    task_groups,
 )
 from components.drift.inputs import InputTable, infer_roles, read_input, target_is_discrete
 from components.drift.profile import Profile
@@ -50,10 +51,18 @@ def _quarantine(table: InputTable, out_dir: Path, name: str) -> int:
     return len(table.rejected)
 
 
-def _features(
-    table: InputTable, task_name: str | None, target: str | None
-) -> tuple[pd.DataFrame, list[str], list[str], dict[str, str]]:
-    """The table's compared columns (and ``LABEL``), numeric and categorical names, and skips."""
+@dataclass(frozen=True)
+class _Features:
+    """A table's compared columns (and ``LABEL``), their roles, the columns skipped, the rows' groups."""
+
+    frame: pd.DataFrame
+    numeric: list[str]
+    categorical: list[str]
+    skipped: dict[str, str]
+    groups: pd.Series | None = None
+
+
+def _features(table: InputTable, task_name: str | None, target: str | None) -> _Features:
     frame = table.frame
     if task_name is None and table.gdelt:
         task_name = DEFAULT_GDELT_TASK
@@ -64,12 +73,13 @@ def _features(
         features = task_frame(frame, task)
         if target is not None:
             features[LABEL] = frame[target]
-        return features, [*task.numeric, *task.derived], list(task.categorical), {}
+        numeric = [*task.numeric, *task.derived]
+        return _Features(features, numeric, list(task.categorical), {}, task_groups(frame, task))
     roles = infer_roles(frame, exclude=(target,) if target else ())
     features = frame[[*roles.numeric, *roles.categorical]].copy()
     if target is not None:
         features[LABEL] = frame[target]
-    return features, roles.numeric, roles.categorical, roles.skipped
+    return _Features(features, roles.numeric, roles.categorical, roles.skipped)
 
 
 def run_drift_command(
@@ -107,37 +117,50 @@ def run_drift_command(
         raise ConfigError("Evidently's report needs the reference rows, not a stored profile")
     out_dir.mkdir(parents=True, exist_ok=True)
     window_table = read_input(current)
-    window, numeric, categorical, skipped = _features(window_table, task, target)
+    window = _features(window_table, task, target)
     quarantined = {"current": _quarantine(window_table, out_dir, "current")}
-    reference_frame = window
+    reference_features = window
     if stored:
         profile = Profile.load(reference)
         if task is None and not window_table.gdelt:
             # Compare the columns the profile holds, whatever roles the window's types suggest.
-            window = window_table.frame.assign(**({LABEL: window_table.frame[target]} if target else {}))
+            frame = window_table.frame.assign(**({LABEL: window_table.frame[target]} if target else {}))
+            window = replace(window, frame=frame)
     else:
         reference_table = read_input(reference)
-        reference_frame, numeric, categorical, skipped = _features(reference_table, task, target)
-        discrete = LABEL not in reference_frame.columns or target_is_discrete(reference_frame[LABEL])
+        reference_features = _features(reference_table, task, target)
+        labels = reference_features.frame.get(LABEL)
         profile = profile_features(
-            reference_frame, numeric=numeric, categorical=categorical, config=config, label_discrete=discrete
+            reference_features.frame,
+            numeric=reference_features.numeric,
+            categorical=reference_features.categorical,
+            config=config,
+            label_discrete=labels is None or target_is_discrete(labels),
+            groups=reference_features.groups,
         )
         profile.save(out_dir / "profile.json")
         quarantined["reference"] = _quarantine(reference_table, out_dir, "reference")
-    absent = [c for c in profile.columns if c not in window.columns and c != LABEL]
+    absent = [c for c in profile.columns if c not in window.frame.columns and c != LABEL]
     if absent:
         raise ConfigError(f"the window lacks profiled columns {absent}")
-    report = compare(profile, summarize_window(window, profile), config)
+    summary = summarize_window(window.frame, profile, groups=window.groups)
+    report = compare(profile, summary, config)
     report.sections["inputs"] = {
         "reference": str(reference),
         "current": str(current),
-        "skipped_columns": skipped,
+        "skipped_columns": reference_features.skipped,
         "quarantined_rows": quarantined,
     }
     write_json(report.to_dict(), out_dir / "report.json")
     html_path = out_dir / "report.html"
     if evidently:
-        render_evidently_report(reference_frame, window, html_path, numeric=numeric, categorical=categorical)
+        render_evidently_report(
+            reference_features.frame,
+            window.frame,
+            html_path,
+            numeric=reference_features.numeric,
+            categorical=reference_features.categorical,
+        )
     else:
         html_path.write_text(render_table_html(report), encoding="utf-8")
     return report

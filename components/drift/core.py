@@ -12,7 +12,7 @@ apart: it is not a model input.
 
 import html
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from scipy import stats
 from components.common.errors import ConfigError
 from components.common.storage import read_table, write_json
 from components.common.task import TaskSpec, load_task
-from components.drift.profile import Profile, WindowSummary, profile_frame, summarize_frame
+from components.drift.profile import Profile, WindowSummary, group_size, profile_frame, summarize_frame
 from components.drift.univariate import ColumnTest, compare_categorical, compare_numeric
 from components.features.core import build_features, build_labels
 
@@ -41,6 +41,7 @@ __all__ = [
     "render_table_html",
     "summarize_window",
     "task_frame",
+    "task_groups",
 ]
 
 LABEL = "__label__"
@@ -178,21 +179,31 @@ class DriftReport:
 
 
 def _label_rates(profile: Profile, window: WindowSummary) -> tuple[float, float, float]:
-    """Positive rates and the prior-shift p-value of a binary label (NaN when there is none)."""
-    if LABEL not in profile.categorical:
+    """Positive rates and the prior-shift p-value of a binary label (NaN when there is none).
+
+    A two-proportion z-test at the effective sizes ``rows / group_size``, so rows that share
+    their label (events of one article) count once per group, not once per row.
+    """
+    if LABEL not in profile.categorical or LABEL not in window.categorical:
         return math.nan, math.nan, math.nan
     categories = profile.categorical[LABEL].categories
-    reference, current = profile.categorical[LABEL].counts, window.categorical[LABEL].counts
     if "1" not in categories:
         return math.nan, math.nan, math.nan
     one = categories.index("1")
-    counts = np.array(
-        [[reference[one], reference.sum() - reference[one]], [current[one], current.sum() - current[one]]],
-        dtype="float64",
-    )
-    p_value = float(stats.chi2_contingency(counts, correction=False).pvalue) if counts.min() > 0 else math.nan
-    rates = counts[:, 0] / np.maximum(counts.sum(axis=1), 1.0)
-    return float(rates[0]), float(rates[1]) if counts[1].sum() else math.nan, p_value
+    sides = []
+    for counts, size in (
+        (profile.categorical[LABEL].counts, profile.group_size),
+        (window.categorical[LABEL].counts, window.group_size),
+    ):
+        total = float(counts.sum())
+        sides.append((float(counts[one]) / total if total else math.nan, total / size))
+    (p_ref, n_ref), (p_cur, n_cur) = sides
+    if not (n_ref and n_cur):
+        return p_ref, p_cur, math.nan
+    pooled = (p_ref * n_ref + p_cur * n_cur) / (n_ref + n_cur)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n_ref + 1 / n_cur))
+    p_value = float(2 * stats.norm.sf(abs(p_ref - p_cur) / se)) if se > 0 else math.nan
+    return p_ref, p_cur, p_value
 
 
 def compare(profile: Profile, window: WindowSummary, config: DriftConfig = DriftConfig()) -> DriftReport:
@@ -206,13 +217,14 @@ def compare(profile: Profile, window: WindowSummary, config: DriftConfig = Drift
     Returns:
         The drift report; the label's test, when profiled and present, is ``sections["target"]``.
     """
+    sizes = (profile.group_size, window.group_size)
     tests: dict[str, ColumnTest] = {}
     for name, numeric in profile.numeric.items():
         if name in window.numeric:
-            tests[name] = compare_numeric(numeric, window.numeric[name])
+            tests[name] = compare_numeric(numeric, window.numeric[name], group_sizes=sizes)
     for name, categorical in profile.categorical.items():
         if name in window.categorical:
-            tests[name] = compare_categorical(categorical, window.categorical[name])
+            tests[name] = compare_categorical(categorical, window.categorical[name], group_sizes=sizes)
     target = tests.pop(LABEL, None)
     p_values = np.array([t.p_value for t in tests.values()])
     adjusted = stats.false_discovery_control(p_values, method="bh") if len(p_values) else p_values
@@ -255,6 +267,7 @@ def profile_features(
     categorical: list[str],
     config: DriftConfig = DriftConfig(),
     label_discrete: bool = True,
+    groups: pd.Series | None = None,
 ) -> Profile:
     """Profile reference features, and the label when the frame has a ``LABEL`` column.
 
@@ -265,12 +278,18 @@ def profile_features(
         config: Thresholds (bins and category pooling).
         label_discrete: Profile the label as classes (never pooled, however rare a class);
             otherwise as a number.
+        groups: The group of each row when rows come in alike groups (see ``profile_frame``).
 
     Returns:
         The profile.
     """
     features = profile_frame(
-        frame, numeric=numeric, categorical=categorical, bins=config.bins, min_category_share=config.min_category_share
+        frame,
+        numeric=numeric,
+        categorical=categorical,
+        bins=config.bins,
+        min_category_share=config.min_category_share,
+        groups=groups,
     )
     if LABEL not in frame.columns:
         return features
@@ -281,18 +300,39 @@ def profile_features(
         bins=config.bins,
         min_category_share=0.0,
     )
-    return Profile({**features.numeric, **label.numeric}, {**features.categorical, **label.categorical}, features.rows)
+    return Profile(
+        {**features.numeric, **label.numeric},
+        {**features.categorical, **label.categorical},
+        features.rows,
+        features.group_size,
+    )
 
 
-def summarize_window(frame: pd.DataFrame, profile: Profile) -> WindowSummary:
-    """Summarise a window against a profile; a profiled label the window lacks is left out."""
+def summarize_window(frame: pd.DataFrame, profile: Profile, *, groups: pd.Series | None = None) -> WindowSummary:
+    """Summarise a window against a profile; a profiled label the window lacks is left out.
+
+    Args:
+        frame: The window's features (and ``LABEL``).
+        profile: The reference profile.
+        groups: The group of each row when rows come in alike groups (None: independent).
+
+    Returns:
+        The window's summary.
+    """
     if LABEL not in frame.columns:
-        profile = Profile(
-            {k: v for k, v in profile.numeric.items() if k != LABEL},
-            {k: v for k, v in profile.categorical.items() if k != LABEL},
-            profile.rows,
+        profile = replace(
+            profile,
+            numeric={k: v for k, v in profile.numeric.items() if k != LABEL},
+            categorical={k: v for k, v in profile.categorical.items() if k != LABEL},
         )
-    return summarize_frame(frame, profile)
+    return replace(summarize_frame(frame, profile), group_size=group_size(groups))
+
+
+def task_groups(frame: pd.DataFrame, task: TaskSpec) -> pd.Series | None:
+    """The group of each row (GDELT: its article), or None when the task or frame has none."""
+    if task.group_column and task.group_column in frame.columns:
+        return frame[task.group_column]
+    return None
 
 
 def task_frame(frame: pd.DataFrame, task: TaskSpec) -> pd.DataFrame:
@@ -306,8 +346,10 @@ def task_frame(frame: pd.DataFrame, task: TaskSpec) -> pd.DataFrame:
 def profile_task(reference: pd.DataFrame, task: TaskSpec, config: DriftConfig = DriftConfig()) -> Profile:
     """Profile a task's features and label on reference rows (validated, source columns)."""
     numeric = [*task.numeric, *task.derived]
+    frame = task_frame(reference, task)
+    categorical = list(task.categorical)
     return profile_features(
-        task_frame(reference, task), numeric=numeric, categorical=list(task.categorical), config=config
+        frame, numeric=numeric, categorical=categorical, config=config, groups=task_groups(reference, task)
     )
 
 
@@ -326,7 +368,8 @@ def detect_drift(
         The drift report.
     """
     profile = profile_task(reference, task, config)
-    return compare(profile, summarize_window(task_frame(current, task), profile), config)
+    window = summarize_window(task_frame(current, task), profile, groups=task_groups(current, task))
+    return compare(profile, window, config)
 
 
 def render_evidently_report(
@@ -412,8 +455,10 @@ def detect_drift_files(
     raw_reference, raw_batch = read_table(reference_path), read_table(batch_path)
     reference, batch = task_frame(raw_reference, task), task_frame(raw_batch, task)
     numeric, categorical = [*task.numeric, *task.derived], list(task.categorical)
-    profile = profile_features(reference, numeric=numeric, categorical=categorical, config=config)
-    report = compare(profile, summarize_window(batch, profile), config)
+    groups = task_groups(raw_reference, task)
+    profile = profile_features(reference, numeric=numeric, categorical=categorical, config=config, groups=groups)
+    window = summarize_window(batch, profile, groups=task_groups(raw_batch, task))
+    report = compare(profile, window, config)
     if model_dir is not None:
         report.sections["model"] = _model_section(model_dir, raw_reference, raw_batch)
     if multivariate:

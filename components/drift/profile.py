@@ -37,6 +37,7 @@ __all__ = [
     "NumericProfile",
     "Profile",
     "WindowSummary",
+    "group_size",
     "profile_frame",
     "summarize_frame",
     "summarize_partitions",
@@ -163,11 +164,15 @@ class Profile:
         numeric: Numeric columns by name.
         categorical: Categorical columns by name.
         rows: Reference rows.
+        group_size: The size-weighted mean size of the groups rows come in (GDELT: the events
+            coded from one article), ``sum(m^2) / sum(m)``; 1 for independent rows. Tests count
+            ``rows / group_size`` effective rows (see ``components.drift.univariate``).
     """
 
     numeric: dict[str, NumericProfile]
     categorical: dict[str, CategoricalProfile]
     rows: int
+    group_size: float = 1.0
 
     @property
     def columns(self) -> list[str]:
@@ -178,6 +183,7 @@ class Profile:
         """Return the profile as JSON-ready data."""
         return {
             "rows": self.rows,
+            "group_size": self.group_size,
             "numeric": {
                 name: {
                     "edges": p.edges.tolist(),
@@ -191,7 +197,11 @@ class Profile:
                 for name, p in self.numeric.items()
             },
             "categorical": {
-                name: {"categories": list(p.categories), "counts": p.counts.tolist(), "rare": sorted(p.rare)}
+                name: {
+                    "categories": list(p.categories),
+                    "counts": p.counts.tolist(),
+                    "rare": sorted(p.rare),
+                }
                 for name, p in self.categorical.items()
             },
         }
@@ -213,11 +223,18 @@ class Profile:
         }
         categorical = {
             name: CategoricalProfile(
-                tuple(p["categories"]), np.asarray(p["counts"], dtype="int64"), frozenset(p.get("rare", ()))
+                tuple(p["categories"]),
+                np.asarray(p["counts"], dtype="int64"),
+                frozenset(p.get("rare", ())),
             )
             for name, p in data["categorical"].items()
         }
-        return cls(numeric, categorical, int(data["rows"]))
+        return cls(
+            numeric,
+            categorical,
+            int(data["rows"]),
+            float(data.get("group_size", 1.0)),
+        )
 
     def save(self, path: Path) -> Path:
         """Write the profile as JSON and return the path."""
@@ -239,18 +256,24 @@ class WindowSummary:
         numeric: Counts per numeric column.
         categorical: Counts per categorical column.
         rows: Rows in the window.
+        group_size: As ``Profile.group_size``, for the window's rows (1 when their groups are
+            not known).
     """
 
     numeric: dict[str, NumericCounts]
     categorical: dict[str, CategoricalCounts]
     rows: int
+    group_size: float = 1.0
 
     def merge(self, other: "WindowSummary") -> "WindowSummary":
-        """Return the summary of both windows together."""
+        """Return the summary of both windows together (groups do not straddle windows)."""
+        rows = self.rows + other.rows
+        weighted = self.group_size * self.rows + other.group_size * other.rows
         return WindowSummary(
             {name: counts.merge(other.numeric[name]) for name, counts in self.numeric.items()},
             {name: counts.merge(other.categorical[name]) for name, counts in self.categorical.items()},
-            self.rows + other.rows,
+            rows,
+            weighted / rows if rows else 1.0,
         )
 
 
@@ -326,6 +349,14 @@ def _profile_categorical(values: pd.Series, min_share: float, max_categories: in
     )
 
 
+def group_size(groups: pd.Series | None) -> float:
+    """The size-weighted mean size of the groups of rows, ``sum(m^2) / sum(m)`` (1 without groups)."""
+    if groups is None or groups.empty:
+        return 1.0
+    sizes = groups.value_counts(dropna=False).to_numpy(dtype="float64")
+    return float((sizes**2).sum() / sizes.sum())
+
+
 def _map(function: Any, items: Iterable[Any]) -> list[Any]:
     """Apply a numpy-heavy function to items on a few threads (sorting releases the GIL)."""
     items = list(items)
@@ -350,6 +381,7 @@ def profile_frame(
     bins: int = 200,
     min_category_share: float = 0.005,
     max_categories: int = 200,
+    groups: pd.Series | None = None,
 ) -> Profile:
     """Profile a reference table.
 
@@ -360,6 +392,8 @@ def profile_frame(
         bins: Quantile levels per numeric column (the KS statistic's resolution is 1/bins).
         min_category_share: Categories rarer than this share are pooled into ``OTHER``.
         max_categories: Most categories kept per column; the rest are pooled into ``OTHER``.
+        groups: The group of each row (rows of one group are alike: GDELT's events of one
+            article), for the profile's ``group_size``. None: independent rows.
 
     Returns:
         The profile.
@@ -378,6 +412,7 @@ def profile_frame(
         dict(zip(numeric, numeric_profiles, strict=True)),
         dict(zip(categorical, categorical_profiles, strict=True)),
         len(frame),
+        group_size(groups),
     )
 
 
@@ -430,7 +465,14 @@ def summarize_frame(frame: pd.DataFrame, profile: Profile) -> WindowSummary:
     return WindowSummary(dict(zip(profile.numeric, numeric, strict=True)), categorical, len(frame))
 
 
-def summarize_partitions(frame: Any, profile: Profile) -> WindowSummary:
+def _summarize_part(part: pd.DataFrame, profile: Profile, group_column: str | None) -> WindowSummary:
+    summary = summarize_frame(part, profile)
+    if group_column is None:
+        return summary
+    return WindowSummary(summary.numeric, summary.categorical, summary.rows, group_size(part[group_column]))
+
+
+def summarize_partitions(frame: Any, profile: Profile, *, group_column: str | None = None) -> WindowSummary:
     """Summarise a Dask DataFrame's window against a profile, partition by partition.
 
     Every partition is summarised where it is read and only the summaries (kilobytes) travel and
@@ -439,6 +481,8 @@ def summarize_partitions(frame: Any, profile: Profile) -> WindowSummary:
     Args:
         frame: A ``dask.dataframe.DataFrame`` with the profiled columns.
         profile: The reference profile.
+        group_column: A column grouping alike rows (see ``Profile.group_size``); a group is
+            taken to lie within one partition (GDELT: an article's events arrive in one batch).
 
     Returns:
         The window's summary, equal to ``summarize_frame`` of the whole window.
@@ -451,8 +495,9 @@ def summarize_partitions(frame: Any, profile: Profile) -> WindowSummary:
     import dask
 
     _check_columns(frame, profile.columns)
-    columns = profile.columns
-    summaries = [dask.delayed(summarize_frame)(part, profile) for part in frame[columns].to_delayed()]
+    columns = [*profile.columns, *([group_column] if group_column else [])]
+    parts = frame[columns].to_delayed()
+    summaries = [dask.delayed(_summarize_part)(part, profile, group_column) for part in parts]
     merged = dask.delayed(functools.reduce)(WindowSummary.merge, summaries)
     summary: WindowSummary = merged.compute()
     return summary

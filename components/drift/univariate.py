@@ -11,8 +11,14 @@ approximated, and the mass outside the reference's range is exact.
 Categorical columns: Pearson's χ² over the reference's frequent categories (rare and unseen ones
 pooled, missing values as a category of their own) and the Jensen–Shannon distance (base 2).
 
+Rows may come in groups that are alike (GDELT codes several events from one article: same tone,
+often the same actors and place). Such rows are not independent draws, and tests that count
+them as such flag the window's own clustering as drift. Each side then counts as
+``rows / group_size`` effective rows, ``group_size`` being the size-weighted mean group size
+``sum(m^2) / sum(m)``: exact when a group's rows agree, conservative when they differ.
+
 An effect is the observed distance less the distance two samples of the reference's and the
-window's sizes reach by chance (numeric: its expectation under the normal approximation;
+window's (effective) sizes reach by chance (numeric: its expectation under the normal approximation;
 categorical: the median over a few multinomial draws from the profile), never below 0: small
 windows over long-tailed columns do not flag their own sparsity, and a floor on the effect keeps
 huge windows from flagging negligible shifts.
@@ -76,7 +82,7 @@ def _wasserstein(profile: NumericProfile, counts: NumericCounts) -> float:
     return (window[0] + inside + counts.above_mass / counts.rows) / profile.scale
 
 
-def _wasserstein_noise(profile: NumericProfile, rows: int) -> float:
+def _wasserstein_noise(profile: NumericProfile, reference_rows: float, rows: float) -> float:
     """Expected Wasserstein-1 distance (in IQRs) between samples of the reference's and a window's sizes.
 
     At each point the difference of two empirical CDFs of one distribution is close to normal
@@ -84,7 +90,7 @@ def _wasserstein_noise(profile: NumericProfile, rows: int) -> float:
     standard deviation; the expectation of the integral is the integral of those means.
     """
     spread = np.sqrt(profile.cdf[:-1] * (1.0 - profile.cdf[:-1])) @ np.diff(profile.edges)
-    return float(math.sqrt(2.0 / math.pi * (1.0 / rows + 1.0 / profile.rows)) * spread / profile.scale)
+    return float(math.sqrt(2.0 / math.pi * (1.0 / rows + 1.0 / reference_rows)) * spread / profile.scale)
 
 
 def _draws(masses: np.ndarray, rows: int, rng: np.random.Generator) -> np.ndarray:
@@ -93,12 +99,16 @@ def _draws(masses: np.ndarray, rows: int, rng: np.random.Generator) -> np.ndarra
     return rng.multinomial(max(rows, 1), masses / masses.sum(), size=_NOISE_DRAWS) / max(rows, 1)
 
 
-def compare_numeric(profile: NumericProfile, counts: NumericCounts) -> ColumnTest:
+def compare_numeric(
+    profile: NumericProfile, counts: NumericCounts, *, group_sizes: tuple[float, float] = (1.0, 1.0)
+) -> ColumnTest:
     """Test one numeric column of a window against its reference profile.
 
     Args:
         profile: The column's reference profile.
         counts: The column's window counts.
+        group_sizes: The reference's and the window's size-weighted mean group sizes; the test
+            and the noise use the effective sizes ``rows / group_size``.
 
     Returns:
         The column's test.
@@ -109,9 +119,10 @@ def compare_numeric(profile: NumericProfile, counts: NumericCounts) -> ColumnTes
     cdf = counts.at_or_below / n
     below, above = counts.below_rows / n, 1.0 - cdf[-1]
     statistic = max(float(np.max(np.abs(profile.cdf - cdf))), below)
-    p_value = float(stats.kstwo.sf(statistic, round(n * m / (n + m))))
+    m_eff, n_eff = m / group_sizes[0], n / group_sizes[1]
+    p_value = float(stats.kstwo.sf(statistic, max(1, round(n_eff * m_eff / (n_eff + m_eff)))))
     observed = _wasserstein(profile, counts)
-    noise = _wasserstein_noise(profile, n)
+    noise = _wasserstein_noise(profile, m_eff, n_eff)
 
     bounds = np.concatenate([[0.0], profile.cdf[profile.psi_edges], [1.0]])
     window_bounds = np.concatenate([[0.0], cdf[profile.psi_edges], [1.0]])
@@ -132,12 +143,20 @@ def compare_numeric(profile: NumericProfile, counts: NumericCounts) -> ColumnTes
     return ColumnTest("numeric", "ks", statistic, p_value, max(0.0, observed - noise), "wasserstein_iqr", psi, detail)
 
 
-def compare_categorical(profile: CategoricalProfile, counts: CategoricalCounts, *, seed: int = 0) -> ColumnTest:
+def compare_categorical(
+    profile: CategoricalProfile,
+    counts: CategoricalCounts,
+    *,
+    group_sizes: tuple[float, float] = (1.0, 1.0),
+    seed: int = 0,
+) -> ColumnTest:
     """Test one categorical column of a window against its reference profile.
 
     Args:
         profile: The column's reference profile.
         counts: The column's window counts.
+        group_sizes: The reference's and the window's size-weighted mean group sizes; the test
+            and the noise use the effective sizes ``rows / group_size``.
         seed: Seed of the sampling-noise draws.
 
     Returns:
@@ -149,11 +168,15 @@ def compare_categorical(profile: CategoricalProfile, counts: CategoricalCounts, 
     if n == 0 or m == 0 or present.sum() < 2:
         return _no_test("categorical")
     chi2 = stats.chi2_contingency(np.vstack([reference[present], window[present]]), correction=False)
+    m_eff, n_eff = m / group_sizes[0], n / group_sizes[1]
+    # χ² grows with the sizes as 1 / (1/m + 1/n): at the effective sizes it shrinks by this much.
+    statistic = float(chi2.statistic) * (1 / m + 1 / n) / (1 / m_eff + 1 / n_eff)
+    p_value = float(stats.chi2.sf(statistic, chi2.dof))
     p_reference, p_window = reference / m, window / n
     observed = float(jensenshannon(p_reference, p_window, base=2))
 
     rng = np.random.default_rng(seed)
-    pairs = zip(_draws(p_reference, m, rng), _draws(p_reference, n, rng), strict=True)
+    pairs = zip(_draws(p_reference, round(m_eff), rng), _draws(p_reference, round(n_eff), rng), strict=True)
     noise = float(np.median([jensenshannon(a, b, base=2) for a, b in pairs]))
 
     change = p_window - p_reference
@@ -164,5 +187,4 @@ def compare_categorical(profile: CategoricalProfile, counts: CategoricalCounts, 
     detail["vanished_categories"] = float(len([c for c in vanished if c != OTHER]))
     detail |= {f"unseen[{name}]": float(count) for name, count in counts.unseen.items()}
     effect = max(0.0, observed - noise)
-    statistic, p_value = float(chi2.statistic), float(chi2.pvalue)
     return ColumnTest("categorical", "chi2", statistic, p_value, effect, "jensen_shannon", float("nan"), detail)

@@ -3,8 +3,9 @@
 The pool is one full day of consecutive real GDELT 2.0 batches (``../shared/data/gdelt``,
 validated). Articles (SOURCEURL) are split once: 40% of them train the model whose drift is
 watched, the other 60% are the pool replays draw from, so the model never saw a replay's rows.
-Each replay draws a reference and a window without overlap from the shuffled pool (null), then
-may inject one scenario into the window (power). Verdicts per replay:
+Each replay draws a reference and a window from the shuffled pool, whole articles to one side
+as they arrive in production (null), then may inject one scenario into the window (power).
+Verdicts per replay:
 
 - ``dataset_drift``: the dataset verdict (share of drifted features ≥ drift_share);
 - ``any_feature``: at least one feature drifted (BH-significant and above its effect floor);
@@ -127,7 +128,14 @@ def main() -> None:
         "fdr_q": config.fdr_q,
     }
     started = time.perf_counter()
-    null = replay_rate(pool, verdicts, reference_rows=args.reference, window_rows=args.window, replays=args.null)
+    null = replay_rate(
+        pool,
+        verdicts,
+        reference_rows=args.reference,
+        window_rows=args.window,
+        replays=args.null,
+        group_column=task.group_column,
+    )
     results["null"] = {name: rate.to_dict() for name, rate in null.items()}
     results["null_seconds"] = round(time.perf_counter() - started, 1)
     print(f"null replays ({args.null}): " + "; ".join(f"{k} {v}" for k, v in null.items()), flush=True)
@@ -141,6 +149,7 @@ def main() -> None:
             replays=args.power,
             drift=drift,
             strength=strength,
+            group_column=task.group_column,
             seed=1,
         )
         key = f"{drift.name} @ {strength:g}"

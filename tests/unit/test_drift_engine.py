@@ -113,16 +113,41 @@ def test_null_replays_false_alarm_rate_is_at_most_q(pool, task) -> None:
     numeric, categorical = [*task.numeric, *task.derived], list(task.categorical)
 
     def verdicts(reference: pd.DataFrame, window: pd.DataFrame) -> dict[str, bool]:
-        profile = profile_features(reference, numeric=numeric, categorical=categorical, config=config)
-        report = compare(profile, summarize_window(window, profile), config)
-        return {"dataset": report.dataset_drift, "any_feature": bool(report.drifted_features)}
+        groups = reference[task.group_column]
+        profile = profile_features(reference, numeric=numeric, categorical=categorical, config=config, groups=groups)
+        report = compare(profile, summarize_window(window, profile, groups=window[task.group_column]), config)
+        return {
+            "dataset": report.dataset_drift,
+            "any_feature": bool(report.drifted_features),
+            "any_p": any(f.p_adjusted < config.fdr_q for f in report.features),
+            "label": report.label_p_value < config.fdr_q,
+        }
 
-    # Features are built once: the replays test the statistics, not the feature code.
-    features = task_frame(pool, task)
-    rates = replay_rate(features, verdicts, reference_rows=3000, window_rows=1000, replays=200)
+    # Features are built once: the replays test the statistics, not the feature code. Whole
+    # articles go to one side, as they arrive in production.
+    features = task_frame(pool, task).assign(**{task.group_column: pool[task.group_column]})
+    rates = replay_rate(
+        features, verdicts, reference_rows=3000, window_rows=1000, replays=200, group_column=task.group_column
+    )
     assert rates["dataset"].replays == 200
     assert rates["dataset"].rate <= config.fdr_q
     assert rates["any_feature"].rate <= config.fdr_q
+    assert rates["any_p"].rate <= config.fdr_q  # BH alone, without the effect floor
+    assert rates["label"].low <= config.fdr_q  # a single test at level q: consistent with q
+
+
+def test_counting_grouped_rows_as_independent_flags_their_clustering(pool, task) -> None:
+    numeric, categorical = [*task.numeric, *task.derived], list(task.categorical)
+
+    def verdicts(reference: pd.DataFrame, window: pd.DataFrame) -> dict[str, bool]:
+        profile = profile_features(reference, numeric=numeric, categorical=categorical)
+        return {"any_p": any(f.p_adjusted < 0.05 for f in compare(profile, summarize_window(window, profile)).features)}
+
+    features = task_frame(pool, task).assign(**{task.group_column: pool[task.group_column]})
+    rates = replay_rate(
+        features, verdicts, reference_rows=3000, window_rows=1000, replays=30, group_column=task.group_column
+    )
+    assert rates["any_p"].low > 0.05  # why the group sizes are needed
 
 
 @pytest.mark.parametrize(
