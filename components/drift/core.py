@@ -464,7 +464,14 @@ def detect_drift_files(
     if multivariate:
         from components.drift.multivariate import detect_multivariate_drift
 
-        result = detect_multivariate_drift(reference, batch, numeric=numeric, categorical=categorical)
+        sides = (task_groups(raw_reference, task), task_groups(raw_batch, task))
+        result = detect_multivariate_drift(
+            reference,
+            batch,
+            numeric=numeric,
+            categorical=categorical,
+            groups=None if sides[0] is None or sides[1] is None else (sides[0], sides[1]),
+        )
         report.sections["multivariate"] = result.to_dict()
     write_json(report.to_dict(), report_path)
     if evidently == "always" or (evidently == "on-drift" and report.dataset_drift):
@@ -492,6 +499,7 @@ def _model_section(model_dir: Path, reference: pd.DataFrame, batch: pd.DataFrame
         reference_labels=labels,
         current_scores=model.predict_proba(batch),
         current_labels=build_labels(batch, model.task).to_numpy() if has_labels else None,
+        group_sizes=(group_size(task_groups(held, model.task)), group_size(task_groups(batch, model.task))),
     )
     return result.to_dict()
 

@@ -124,12 +124,13 @@ def _sample(values: np.ndarray, rows: int, rng: np.random.Generator) -> np.ndarr
     return values if len(values) <= rows else values[rng.choice(len(values), rows, replace=False)]
 
 
-def _interval(values: np.ndarray, alpha: float) -> tuple[float, float]:
+def _interval(values: np.ndarray, alpha: float, center: float, widen: float) -> tuple[float, float]:
+    """Percentile interval of draws, its arms widened by ``widen`` around ``center``."""
     values = values[np.isfinite(values)]
     if len(values) == 0:
         return math.nan, math.nan
     low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
+    return float(center - widen * (center - low)), float(center + widen * (high - center))
 
 
 def _drawn_aucs(probabilities: np.ndarray, scores: np.ndarray, draws: int, rng: np.random.Generator) -> np.ndarray:
@@ -146,10 +147,14 @@ def _bootstrap_aucs(labels: np.ndarray, scores: np.ndarray, draws: int, rng: np.
     return row_aucs(labels[idx].astype("float64"), scores[idx])
 
 
-def _confidence(reference: np.ndarray, window: np.ndarray, alpha: float) -> dict[str, float]:
+def _confidence(
+    reference: np.ndarray, window: np.ndarray, alpha: float, group_sizes: tuple[float, float]
+) -> dict[str, float]:
     ref_conf, win_conf = np.maximum(reference, 1 - reference), np.maximum(window, 1 - window)
     change = float(win_conf.mean() - ref_conf.mean())
-    se = math.sqrt(ref_conf.var(ddof=1) / len(ref_conf) + win_conf.var(ddof=1) / len(win_conf))
+    se = math.sqrt(
+        ref_conf.var(ddof=1) * group_sizes[0] / len(ref_conf) + win_conf.var(ddof=1) * group_sizes[1] / len(win_conf)
+    )
     z = float(stats.norm.ppf(1 - alpha / 2))
     p_value = float(2 * stats.norm.sf(abs(change) / se)) if se > 0 else (1.0 if change == 0 else 0.0)
     return {
@@ -168,6 +173,7 @@ def detect_model_drift(
     reference_labels: np.ndarray,
     current_scores: np.ndarray,
     current_labels: np.ndarray | None = None,
+    group_sizes: tuple[float, float] = (1.0, 1.0),
     config: ModelDriftConfig = ModelDriftConfig(),
 ) -> ModelDrift:
     """Compare the model's behaviour on a window with its behaviour on the labelled reference.
@@ -178,6 +184,9 @@ def detect_model_drift(
         reference_labels: Their 0/1 labels, shape (m,).
         current_scores: Predicted P(label = 1) on the window, shape (n,).
         current_labels: The window's 0/1 labels when they are known, shape (n,).
+        group_sizes: The reference's and the window's size-weighted mean group sizes when rows
+            come in alike groups (see ``components.drift.profile``): the tests count
+            ``rows / group_size`` effective rows and the intervals widen by ``sqrt(group_size)``.
         config: Thresholds.
 
     Returns:
@@ -195,8 +204,11 @@ def detect_model_drift(
         raise ConfigError("the reference labels hold one class: no performance to compare with")
     rng = np.random.default_rng(config.seed)
 
+    widen = math.sqrt(max(group_sizes))
     scores = profile_frame(_frame(ref_s), numeric=[_SCORE], categorical=[])
-    shift = compare_numeric(scores.numeric[_SCORE], summarize_frame(_frame(cur_s), scores).numeric[_SCORE])
+    shift = compare_numeric(
+        scores.numeric[_SCORE], summarize_frame(_frame(cur_s), scores).numeric[_SCORE], group_sizes=group_sizes
+    )
     prediction_shift: dict[str, Any] = {
         "statistic": shift.statistic,
         "p_value": shift.p_value,
@@ -213,7 +225,7 @@ def detect_model_drift(
     drops = _drawn_aucs(ref_p, ref_s[ref_sample], config.draws, rng) - _drawn_aucs(
         cur_p, cur_s[cur_sample], config.draws, rng
     )
-    low, high = _interval(drops, config.alpha)
+    low, high = _interval(drops, config.alpha, ref_est - cur_est, widen)
     estimated = {"reference": ref_est, "current": cur_est, "drop": ref_est - cur_est, "low": low, "high": high}
     estimated_drop = bool(estimated["drop"] >= config.min_auc_drop and low > 0)
 
@@ -229,12 +241,12 @@ def detect_model_drift(
             boot = _bootstrap_aucs(ref_y[ref_sample], ref_s[ref_sample], config.draws, rng) - _bootstrap_aucs(
                 cur_y[cur_sample], cur_s[cur_sample], config.draws, rng
             )
-            low, high = _interval(boot, config.alpha)
+            low, high = _interval(boot, config.alpha, ref_auc - cur_auc, widen)
             realised = {"reference": ref_auc, "current": cur_auc, "drop": ref_auc - cur_auc, "low": low, "high": high}
             predicted = bool(realised["drop"] >= config.min_auc_drop and low > 0)
     return ModelDrift(
         prediction_shift=prediction_shift,
-        confidence=_confidence(ref_s, cur_s, config.alpha),
+        confidence=_confidence(ref_s, cur_s, config.alpha, group_sizes),
         estimated=estimated,
         realised=realised,
         predicted_drop=predicted,

@@ -38,6 +38,7 @@ from components.drift.calibration import replay_rate  # noqa: E402
 from components.drift.core import DriftConfig, detect_drift, task_frame  # noqa: E402
 from components.drift.model import detect_model_drift  # noqa: E402
 from components.drift.multivariate import detect_multivariate_drift  # noqa: E402
+from components.drift.profile import group_size  # noqa: E402
 from components.drift.scenarios import (  # noqa: E402
     Drift,
     categorical_shift,
@@ -109,6 +110,7 @@ def main() -> None:
             reference_labels=build_labels(reference, task).to_numpy(),
             current_scores=model.predict_proba(window),
             current_labels=build_labels(window, task).to_numpy(),
+            group_sizes=(group_size(reference[task.group_column]), group_size(window[task.group_column])),
         )
         out["prediction_shift"] = bool(model_drift.prediction_shift["drifted"])
         estimated = model_drift.estimated
@@ -116,7 +118,11 @@ def main() -> None:
         out["realised_drop"] = model_drift.predicted_drop
         if args.multivariate:
             out["multivariate"] = detect_multivariate_drift(
-                task_frame(reference, task), task_frame(window, task), numeric=numeric, categorical=categorical
+                task_frame(reference, task),
+                task_frame(window, task),
+                numeric=numeric,
+                categorical=categorical,
+                groups=(reference[task.group_column], window[task.group_column]),
             ).drifted
         return out
 
