@@ -33,7 +33,7 @@ from components.drift.core import (
     task_groups,
 )
 from components.drift.inputs import InputTable, infer_roles, read_input, target_is_discrete
-from components.drift.profile import Profile
+from components.drift.profile import PROFILE_FILE, Profile
 
 __all__ = ["DEFAULT_GDELT_TASK", "run_drift_command"]
 
@@ -138,7 +138,7 @@ def run_drift_command(
             label_discrete=labels is None or target_is_discrete(labels),
             groups=reference_features.groups,
         )
-        profile.save(out_dir / "profile.json")
+        profile.save(out_dir / PROFILE_FILE)
         quarantined["reference"] = _quarantine(reference_table, out_dir, "reference")
     absent = [c for c in profile.columns if c not in window.frame.columns and c != LABEL]
     if absent:

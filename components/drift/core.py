@@ -23,7 +23,14 @@ from scipy import stats
 from components.common.errors import ConfigError
 from components.common.storage import read_table, write_json
 from components.common.task import TaskSpec, load_task
-from components.drift.profile import Profile, WindowSummary, group_size, profile_frame, summarize_frame
+from components.drift.profile import (
+    PROFILE_FILE,
+    Profile,
+    WindowSummary,
+    group_size,
+    profile_frame,
+    summarize_frame,
+)
 from components.drift.univariate import ColumnTest, compare_categorical, compare_numeric
 from components.features.core import build_features, build_labels
 
@@ -439,7 +446,8 @@ def detect_drift_files(
         evidently: ``always``, ``on-drift`` (only when the dataset drifted: it costs seconds) or
             ``never``.
         config: Thresholds.
-        model_dir: The champion (``TrainedModel`` folder): adds model drift (``sections.model``),
+        model_dir: The champion (``TrainedModel`` folder): its stored profile, when it has one,
+            is the reference of the data-drift tests; adds model drift (``sections.model``),
             calibrated on the reference rows the champion held out of training.
         multivariate: Adds the domain-classifier test (``sections.multivariate``).
 
@@ -455,10 +463,16 @@ def detect_drift_files(
     raw_reference, raw_batch = read_table(reference_path), read_table(batch_path)
     reference, batch = task_frame(raw_reference, task), task_frame(raw_batch, task)
     numeric, categorical = [*task.numeric, *task.derived], list(task.categorical)
-    groups = task_groups(raw_reference, task)
-    profile = profile_features(reference, numeric=numeric, categorical=categorical, config=config, groups=groups)
+    stored = model_dir / PROFILE_FILE if model_dir is not None else None
+    if stored is not None and stored.exists():
+        profile, source = Profile.load(stored), "the champion's training rows, profiled when it was trained"
+    else:
+        groups = task_groups(raw_reference, task)
+        profile = profile_features(reference, numeric=numeric, categorical=categorical, config=config, groups=groups)
+        source = "the champion's reference sample"
     window = summarize_window(batch, profile, groups=task_groups(raw_batch, task))
     report = compare(profile, window, config)
+    report.sections["reference"] = {"profile": source, "rows": profile.rows, "group_size": profile.group_size}
     if model_dir is not None:
         report.sections["model"] = _model_section(model_dir, raw_reference, raw_batch)
     if multivariate:

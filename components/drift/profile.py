@@ -31,6 +31,7 @@ from components.common.errors import ConfigError, DataValidationError
 __all__ = [
     "MISSING",
     "OTHER",
+    "PROFILE_FILE",
     "CategoricalCounts",
     "CategoricalProfile",
     "NumericCounts",
@@ -43,6 +44,8 @@ __all__ = [
     "summarize_partitions",
 ]
 
+PROFILE_FILE = "profile.json"
+"""A profile's file name: in a model's folder (profiled when it was trained) and a drift run's outputs."""
 OTHER = "__other__"
 MISSING = "__missing__"
 _UNSEEN_KEPT = 10

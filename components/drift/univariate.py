@@ -31,7 +31,14 @@ import numpy as np
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from components.drift.profile import OTHER, CategoricalCounts, CategoricalProfile, NumericCounts, NumericProfile
+from components.drift.profile import (
+    MISSING,
+    OTHER,
+    CategoricalCounts,
+    CategoricalProfile,
+    NumericCounts,
+    NumericProfile,
+)
 
 __all__ = ["ColumnTest", "compare_categorical", "compare_numeric"]
 
@@ -184,7 +191,7 @@ def compare_categorical(
     detail: dict[str, float] = {"distance": observed, "noise": noise}
     detail |= {f"share_change[{profile.categories[i]}]": round(float(change[i]), 4) for i in movers}
     vanished = [c for c, r, w in zip(profile.categories, reference, window, strict=True) if r > 0 and w == 0]
-    detail["vanished_categories"] = float(len([c for c in vanished if c != OTHER]))
+    detail["vanished_categories"] = float(len([c for c in vanished if c not in (OTHER, MISSING)]))
     detail |= {f"unseen[{name}]": float(count) for name, count in counts.unseen.items()}
     effect = max(0.0, observed - noise)
     return ColumnTest("categorical", "chi2", statistic, p_value, effect, "jensen_shannon", float("nan"), detail)

@@ -6,6 +6,7 @@ measures performance drops against them).
 """
 
 import json
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ import pandas as pd
 
 from components.common.errors import ModelRegistryError
 from components.common.storage import read_json, read_table, write_table
+from components.drift.profile import PROFILE_FILE
 from components.features.core import input_columns
 from components.train.model import TrainedModel
 
@@ -214,7 +216,7 @@ def load_reference(*, tracking_uri: str, run_id: str, dest: Path) -> pd.DataFram
 
 
 def fetch_champion(*, tracking_uri: str, model_name: str, model_dir: Path, reference_path: Path) -> ModelRef:
-    """Copy the champion's model files and reference sample out of MLflow.
+    """Copy the champion's model files (with its drift profile) and reference sample out of MLflow.
 
     Args:
         tracking_uri: MLflow tracking URI.
@@ -236,5 +238,7 @@ def fetch_champion(*, tracking_uri: str, model_name: str, model_dir: Path, refer
     with tempfile.TemporaryDirectory() as tmp:
         model = load_model(tracking_uri=tracking_uri, model_uri=champion.uri, dest=Path(tmp) / "model")
         model.save(model_dir)
+        for profile in (Path(tmp) / "model").rglob(PROFILE_FILE):  # versions trained before profiles have none
+            shutil.copy(profile, model_dir / PROFILE_FILE)
         write_table(load_reference(tracking_uri=tracking_uri, run_id=champion.run_id, dest=Path(tmp)), reference_path)
     return champion

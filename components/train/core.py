@@ -145,15 +145,22 @@ def train_files(
     Args:
         data_paths: Validated tables; rows are concatenated in the given order.
         task_name: Built-in task name or task YAML path.
-        model_dir: Output folder: the model files plus ``metrics.json`` and ``params.json``.
+        model_dir: Output folder: the model files plus ``metrics.json``, ``params.json`` and the
+            training rows' drift profile (``profile.json``).
         config: Training settings.
 
     Returns:
         The training outcome.
     """
+    from components.drift.core import profile_task
+    from components.drift.profile import PROFILE_FILE
+
     frame = pd.concat([read_table(p) for p in data_paths], ignore_index=True)
-    outcome = train_model(frame, load_task(task_name), config)
+    task = load_task(task_name)
+    outcome = train_model(frame, task, config)
     outcome.model.save(model_dir)
+    # The drift stage compares every later batch with this profile of all the training rows.
+    profile_task(frame, task).save(model_dir / PROFILE_FILE)
     write_json(outcome.metrics, model_dir / "metrics.json")
     write_json({**outcome.params, **asdict(config)}, model_dir / "params.json")
     return outcome

@@ -6,8 +6,11 @@ import pytest
 from scipy import stats
 
 from components.common.storage import write_json
+from components.common.task import load_task
 from components.decide.core import Action, Evidence, decide, decide_files
-from components.drift.core import DriftConfig, DriftReport, detect_drift, detect_drift_files
+from components.drift.core import DriftConfig, DriftReport, detect_drift, detect_drift_files, profile_task
+from components.drift.profile import PROFILE_FILE, Profile
+from components.train.core import TrainConfig, train_files
 
 
 def _drift_files(reference: pd.DataFrame, batch: pd.DataFrame, folder: Path, evidently: str) -> DriftReport:
@@ -128,3 +131,31 @@ def test_decision_reads_the_stage_reports(reference, task, validated, tmp_path: 
     assert decision.action is Action.RETRAIN and decision.evidence.rows == 1313
     assert decision.evidence.total_features == len(task.features)
     assert '"action": "retrain"' in (tmp_path / "decision.json").read_text()
+
+
+def test_the_drift_stage_compares_with_the_profile_stored_at_training(reference, validated, tmp_path: Path) -> None:
+    train_path, sample_path, batch_path = (
+        tmp_path / "train.parquet",
+        tmp_path / "sample.parquet",
+        tmp_path / "b.parquet",
+    )
+    reference.to_parquet(train_path)
+    reference.sample(n=1000, random_state=0).to_parquet(sample_path)
+    batch = validated("20241022150000")
+    batch.to_parquet(batch_path)
+    train_files([train_path], "gdelt-tone", tmp_path / "model", TrainConfig(num_boost_round=30))
+    stored = Profile.load(tmp_path / "model" / PROFILE_FILE)
+    assert stored.rows == len(reference) and stored.group_size > 1  # all the rows, articles counted
+    report = detect_drift_files(
+        sample_path,
+        batch_path,
+        "gdelt-tone",
+        report_path=tmp_path / "r.json",
+        html_path=tmp_path / "r.html",
+        evidently="never",
+        model_dir=tmp_path / "model",
+    )
+    assert report.reference_rows == len(reference)  # not the 1,000-row sample
+    assert report.sections["reference"]["profile"].startswith("the champion's training rows")
+    assert stored.to_dict() == profile_task(reference, load_task("gdelt-tone")).to_dict()
+    assert {"prediction_shift", "estimated", "realised"} <= set(report.sections["model"])
