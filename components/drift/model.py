@@ -124,13 +124,25 @@ def _sample(values: np.ndarray, rows: int, rng: np.random.Generator) -> np.ndarr
     return values if len(values) <= rows else values[rng.choice(len(values), rows, replace=False)]
 
 
-def _interval(values: np.ndarray, alpha: float, center: float, widen: float) -> tuple[float, float]:
-    """Percentile interval of draws, its arms widened by ``widen`` around ``center``."""
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
+def _drop_interval(
+    reference: np.ndarray, current: np.ndarray, alpha: float, group_sizes: tuple[float, float]
+) -> tuple[float, float]:
+    """Percentile interval of the AUC drop from draws of each side's AUC.
+
+    Each side's draws (of independent rows) spread ``sqrt(group_size)`` times wider around
+    their mean when rows come in groups that share their label; the drop's draws are the
+    difference of the widened sides.
+    """
+    widened = [
+        draws.mean() + math.sqrt(size) * (draws - draws.mean())
+        for draws, size in zip((reference, current), group_sizes, strict=True)
+    ]
+    drops = widened[0] - widened[1]
+    drops = drops[np.isfinite(drops)]
+    if len(drops) == 0:
         return math.nan, math.nan
-    low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
-    return float(center - widen * (center - low)), float(center + widen * (high - center))
+    low, high = np.quantile(drops, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
 
 
 def _drawn_aucs(probabilities: np.ndarray, scores: np.ndarray, draws: int, rng: np.random.Generator) -> np.ndarray:
@@ -186,7 +198,8 @@ def detect_model_drift(
         current_labels: The window's 0/1 labels when they are known, shape (n,).
         group_sizes: The reference's and the window's size-weighted mean group sizes when rows
             come in alike groups (see ``components.drift.profile``): the tests count
-            ``rows / group_size`` effective rows and the intervals widen by ``sqrt(group_size)``.
+            ``rows / group_size`` effective rows and each side's draws spread ``sqrt(group_size)``
+            times wider.
         config: Thresholds.
 
     Returns:
@@ -204,7 +217,6 @@ def detect_model_drift(
         raise ConfigError("the reference labels hold one class: no performance to compare with")
     rng = np.random.default_rng(config.seed)
 
-    widen = math.sqrt(max(group_sizes))
     scores = profile_frame(_frame(ref_s), numeric=[_SCORE], categorical=[])
     shift = compare_numeric(
         scores.numeric[_SCORE], summarize_frame(_frame(cur_s), scores).numeric[_SCORE], group_sizes=group_sizes
@@ -222,10 +234,12 @@ def detect_model_drift(
     cur_sample = _sample(np.arange(len(cur_s)), config.max_rows, rng)
     ref_p, cur_p = calibrate.predict(ref_s[ref_sample]), calibrate.predict(cur_s[cur_sample])
     ref_est, cur_est = estimated_auc(ref_p, ref_s[ref_sample]), estimated_auc(cur_p, cur_s[cur_sample])
-    drops = _drawn_aucs(ref_p, ref_s[ref_sample], config.draws, rng) - _drawn_aucs(
-        cur_p, cur_s[cur_sample], config.draws, rng
+    low, high = _drop_interval(
+        _drawn_aucs(ref_p, ref_s[ref_sample], config.draws, rng),
+        _drawn_aucs(cur_p, cur_s[cur_sample], config.draws, rng),
+        config.alpha,
+        group_sizes,
     )
-    low, high = _interval(drops, config.alpha, ref_est - cur_est, widen)
     estimated = {"reference": ref_est, "current": cur_est, "drop": ref_est - cur_est, "low": low, "high": high}
     estimated_drop = bool(estimated["drop"] >= config.min_auc_drop and low > 0)
 
@@ -238,10 +252,12 @@ def detect_model_drift(
         if len(np.unique(cur_y)) == 2:
             ref_auc = float(row_aucs(ref_y[None, :].astype("float64"), ref_s[None, :])[0])
             cur_auc = float(row_aucs(cur_y[None, :].astype("float64"), cur_s[None, :])[0])
-            boot = _bootstrap_aucs(ref_y[ref_sample], ref_s[ref_sample], config.draws, rng) - _bootstrap_aucs(
-                cur_y[cur_sample], cur_s[cur_sample], config.draws, rng
+            low, high = _drop_interval(
+                _bootstrap_aucs(ref_y[ref_sample], ref_s[ref_sample], config.draws, rng),
+                _bootstrap_aucs(cur_y[cur_sample], cur_s[cur_sample], config.draws, rng),
+                config.alpha,
+                group_sizes,
             )
-            low, high = _interval(boot, config.alpha, ref_auc - cur_auc, widen)
             realised = {"reference": ref_auc, "current": cur_auc, "drop": ref_auc - cur_auc, "low": low, "high": high}
             predicted = bool(realised["drop"] >= config.min_auc_drop and low > 0)
     return ModelDrift(
