@@ -145,6 +145,8 @@ def run_drift_command(
         raise ConfigError(f"the window lacks profiled columns {absent}")
     summary = summarize_window(window.frame, profile, groups=window.groups)
     report = compare(profile, summary, config)
+    if target is not None and "target" in report.sections:
+        report.sections["target"]["feature"] = target
     report.sections["inputs"] = {
         "reference": str(reference),
         "current": str(current),

@@ -23,7 +23,7 @@ import math
 import numbers
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from itertools import accumulate
 from typing import ClassVar
 
@@ -238,22 +238,11 @@ class OnlineDriftDetector:
         self.config = config or OnlineDriftConfig()
         settings = self.config.detector
         self._detector: drift.ADWIN | drift.PageHinkley
+        # The settings' fields are River's own parameter names.
         if isinstance(settings, AdwinSettings):
-            self._detector = drift.ADWIN(
-                delta=settings.delta,
-                clock=settings.clock,
-                max_buckets=settings.max_buckets,
-                min_window_length=settings.min_window_length,
-                grace_period=settings.grace_period,
-            )
+            self._detector = drift.ADWIN(**asdict(settings))
         else:
-            self._detector = drift.PageHinkley(
-                min_instances=settings.min_instances,
-                delta=settings.delta,
-                threshold=settings.threshold,
-                alpha=settings.alpha,
-                mode=settings.mode,
-            )
+            self._detector = drift.PageHinkley(**asdict(settings))
         self.seen = 0
         self.observations = 0
         self.skipped = 0
