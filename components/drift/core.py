@@ -188,8 +188,8 @@ class DriftReport:
 def _label_rates(profile: Profile, window: WindowSummary) -> tuple[float, float, float]:
     """Positive rates and the prior-shift p-value of a binary label (NaN when there is none).
 
-    A two-proportion z-test at the effective sizes ``rows / group_size``, so rows that share
-    their label (events of one article) count once per group, not once per row.
+    A two-proportion z-test at the effective sizes ``rows / design_effect``, so rows that share
+    their label (events of one article) count about once per group, not once per row.
     """
     if LABEL not in profile.categorical or LABEL not in window.categorical:
         return math.nan, math.nan, math.nan
@@ -199,8 +199,8 @@ def _label_rates(profile: Profile, window: WindowSummary) -> tuple[float, float,
     one = categories.index("1")
     sides = []
     for counts, size in (
-        (profile.categorical[LABEL].counts, profile.group_size),
-        (window.categorical[LABEL].counts, window.group_size),
+        (profile.categorical[LABEL].counts, profile.design_effect(LABEL, profile.group_size)),
+        (window.categorical[LABEL].counts, profile.design_effect(LABEL, window.group_size)),
     ):
         total = float(counts.sum())
         sides.append((float(counts[one]) / total if total else math.nan, total / size))
@@ -224,14 +224,17 @@ def compare(profile: Profile, window: WindowSummary, config: DriftConfig = Drift
     Returns:
         The drift report; the label's test, when profiled and present, is ``sections["target"]``.
     """
-    sizes = (profile.group_size, window.group_size)
+
+    def effects(name: str) -> tuple[float, float]:
+        return profile.design_effect(name, profile.group_size), profile.design_effect(name, window.group_size)
+
     tests: dict[str, ColumnTest] = {}
     for name, numeric in profile.numeric.items():
         if name in window.numeric:
-            tests[name] = compare_numeric(numeric, window.numeric[name], group_sizes=sizes)
+            tests[name] = compare_numeric(numeric, window.numeric[name], design_effects=effects(name))
     for name, categorical in profile.categorical.items():
         if name in window.categorical:
-            tests[name] = compare_categorical(categorical, window.categorical[name], group_sizes=sizes)
+            tests[name] = compare_categorical(categorical, window.categorical[name], design_effects=effects(name))
     target = tests.pop(LABEL, None)
     p_values = np.array([t.p_value for t in tests.values()])
     adjusted = stats.false_discovery_control(p_values, method="bh") if len(p_values) else p_values
@@ -306,12 +309,14 @@ def profile_features(
         categorical=[LABEL] if label_discrete else [],
         bins=config.bins,
         min_category_share=0.0,
+        groups=groups,
     )
     return Profile(
         {**features.numeric, **label.numeric},
         {**features.categorical, **label.categorical},
         features.rows,
         features.group_size,
+        {**features.intraclass, **label.intraclass},
     )
 
 

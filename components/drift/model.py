@@ -197,9 +197,10 @@ def detect_model_drift(
         current_scores: Predicted P(label = 1) on the window, shape (n,).
         current_labels: The window's 0/1 labels when they are known, shape (n,).
         group_sizes: The reference's and the window's size-weighted mean group sizes when rows
-            come in alike groups (see ``components.drift.profile``): the tests count
-            ``rows / group_size`` effective rows and each side's draws spread ``sqrt(group_size)``
-            times wider.
+            come in alike groups (see ``components.drift.profile``). A group's rows share their
+            label and nearly their score (GDELT: an article's tone), so the tests count
+            ``rows / group_size`` effective rows and each side's draws spread
+            ``sqrt(group_size)`` times wider.
         config: Thresholds.
 
     Returns:
@@ -219,7 +220,7 @@ def detect_model_drift(
 
     scores = profile_frame(_frame(ref_s), numeric=[_SCORE], categorical=[])
     shift = compare_numeric(
-        scores.numeric[_SCORE], summarize_frame(_frame(cur_s), scores).numeric[_SCORE], group_sizes=group_sizes
+        scores.numeric[_SCORE], summarize_frame(_frame(cur_s), scores).numeric[_SCORE], design_effects=group_sizes
     )
     prediction_shift: dict[str, Any] = {
         "statistic": shift.statistic,

@@ -168,14 +168,20 @@ class Profile:
         categorical: Categorical columns by name.
         rows: Reference rows.
         group_size: The size-weighted mean size of the groups rows come in (GDELT: the events
-            coded from one article), ``sum(m^2) / sum(m)``; 1 for independent rows. Tests count
-            ``rows / group_size`` effective rows (see ``components.drift.univariate``).
+            coded from one article), ``sum(m^2) / sum(m)``; 1 for independent rows.
+        intraclass: Per column, how alike the rows of one group are (0: as independent rows,
+            1: identical), estimated on the reference; a column absent here counts as 1.
     """
 
     numeric: dict[str, NumericProfile]
     categorical: dict[str, CategoricalProfile]
     rows: int
     group_size: float = 1.0
+    intraclass: dict[str, float] = field(default_factory=dict)
+
+    def design_effect(self, column: str, group_size: float) -> float:
+        """How many times rows in groups of ``group_size`` inflate a column's share variances."""
+        return 1.0 + (group_size - 1.0) * self.intraclass.get(column, 1.0)
 
     @property
     def columns(self) -> list[str]:
@@ -187,6 +193,7 @@ class Profile:
         return {
             "rows": self.rows,
             "group_size": self.group_size,
+            "intraclass": self.intraclass,
             "numeric": {
                 name: {
                     "edges": p.edges.tolist(),
@@ -237,6 +244,7 @@ class Profile:
             categorical,
             int(data["rows"]),
             float(data.get("group_size", 1.0)),
+            {name: float(rho) for name, rho in data.get("intraclass", {}).items()},
         )
 
     def save(self, path: Path) -> Path:
@@ -360,6 +368,30 @@ def group_size(groups: pd.Series | None) -> float:
     return float((sizes**2).sum() / sizes.sum())
 
 
+def _intraclass(cells: np.ndarray, groups: np.ndarray, *, cumulative: bool) -> float:
+    """How alike a group's rows are in a coded column: its intraclass correlation, in [0, 1].
+
+    Each indicator of the column (one per code, or per ``code <= k`` when ``cumulative``) is a
+    share; rows in groups inflate the shares' variance by ``sum_g (S_g - m_g p)^2 / (n p (1 - p))``
+    summed over indicators (``S_g`` a group's count, ``m_g`` its size), which is
+    ``1 + (m_w - 1) * rho`` for the size-weighted mean group size ``m_w``: solved for ``rho``.
+    """
+    group_codes = pd.factorize(groups)[0]
+    width = int(cells.max()) + 1 if len(cells) else 1
+    table = np.bincount(group_codes * width + cells, minlength=(group_codes.max() + 1) * width).reshape(-1, width)
+    sizes = table.sum(axis=1).astype("float64")
+    if cumulative:
+        table = np.cumsum(table, axis=1)[:, :-1]
+    n = sizes.sum()
+    weighted = float((sizes**2).sum() / n) if n else 1.0
+    shares = table.sum(axis=0) / n if n else np.zeros(table.shape[1])
+    independent = float((n * shares * (1 - shares)).sum())
+    if weighted <= 1.0 or independent <= 0:
+        return 0.0
+    between = float(((table - np.outer(sizes, shares)) ** 2).sum())
+    return float(np.clip((between / independent - 1.0) / (weighted - 1.0), 0.0, 1.0))
+
+
 def _map(function: Any, items: Iterable[Any]) -> list[Any]:
     """Apply a numpy-heavy function to items on a few threads (sorting releases the GIL)."""
     items = list(items)
@@ -396,7 +428,8 @@ def profile_frame(
         min_category_share: Categories rarer than this share are pooled into ``OTHER``.
         max_categories: Most categories kept per column; the rest are pooled into ``OTHER``.
         groups: The group of each row (rows of one group are alike: GDELT's events of one
-            article), for the profile's ``group_size``. None: independent rows.
+            article), for the profile's ``group_size`` and each column's intraclass correlation.
+            None: independent rows.
 
     Returns:
         The profile.
@@ -411,11 +444,24 @@ def profile_frame(
     _check_columns(frame, [*numeric, *categorical])
     numeric_profiles = _map(lambda c: _profile_numeric(frame[c], bins), numeric)
     categorical_profiles = [_profile_categorical(frame[c], min_category_share, max_categories) for c in categorical]
+    intraclass: dict[str, float] = {}
+    if groups is not None:
+        keys = groups.to_numpy()
+        for name, p in zip(numeric, numeric_profiles, strict=True):
+            values = frame[name].to_numpy(dtype="float64", na_value=np.nan)
+            deciles = np.searchsorted(p.edges[p.psi_edges], values)
+            intraclass[name] = _intraclass(
+                np.where(np.isnan(values), len(p.psi_edges) + 1, deciles), keys, cumulative=True
+            )
+        for name in categorical:
+            codes = pd.factorize(frame[name].astype(object), use_na_sentinel=False)[0]
+            intraclass[name] = _intraclass(codes, keys, cumulative=False)
     return Profile(
         dict(zip(numeric, numeric_profiles, strict=True)),
         dict(zip(categorical, categorical_profiles, strict=True)),
         len(frame),
         group_size(groups),
+        intraclass,
     )
 
 

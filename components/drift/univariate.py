@@ -14,8 +14,9 @@ pooled, missing values as a category of their own) and the Jensen–Shannon dist
 Rows may come in groups that are alike (GDELT codes several events from one article: same tone,
 often the same actors and place). Such rows are not independent draws, and tests that count
 them as such flag the window's own clustering as drift. Each side then counts as
-``rows / group_size`` effective rows, ``group_size`` being the size-weighted mean group size
-``sum(m^2) / sum(m)``: exact when a group's rows agree, conservative when they differ.
+``rows / design_effect`` effective rows, the design effect being ``1 + (m_w - 1) * rho`` for the
+side's size-weighted mean group size ``m_w`` and the column's intraclass correlation ``rho``
+(estimated on the reference, see ``components.drift.profile``).
 
 An effect is the observed distance less the distance two samples of the reference's and the
 window's (effective) sizes reach by chance (numeric: its expectation under the normal approximation;
@@ -107,15 +108,16 @@ def _draws(masses: np.ndarray, rows: int, rng: np.random.Generator) -> np.ndarra
 
 
 def compare_numeric(
-    profile: NumericProfile, counts: NumericCounts, *, group_sizes: tuple[float, float] = (1.0, 1.0)
+    profile: NumericProfile, counts: NumericCounts, *, design_effects: tuple[float, float] = (1.0, 1.0)
 ) -> ColumnTest:
     """Test one numeric column of a window against its reference profile.
 
     Args:
         profile: The column's reference profile.
         counts: The column's window counts.
-        group_sizes: The reference's and the window's size-weighted mean group sizes; the test
-            and the noise use the effective sizes ``rows / group_size``.
+        design_effects: How many times grouped rows inflate the reference's and the window's
+            share variances; the test and the noise use the effective sizes
+            ``rows / design_effect``.
 
     Returns:
         The column's test.
@@ -126,7 +128,7 @@ def compare_numeric(
     cdf = counts.at_or_below / n
     below, above = counts.below_rows / n, 1.0 - cdf[-1]
     statistic = max(float(np.max(np.abs(profile.cdf - cdf))), below)
-    m_eff, n_eff = m / group_sizes[0], n / group_sizes[1]
+    m_eff, n_eff = m / design_effects[0], n / design_effects[1]
     p_value = float(stats.kstwo.sf(statistic, max(1, round(n_eff * m_eff / (n_eff + m_eff)))))
     observed = _wasserstein(profile, counts)
     noise = _wasserstein_noise(profile, m_eff, n_eff)
@@ -154,7 +156,7 @@ def compare_categorical(
     profile: CategoricalProfile,
     counts: CategoricalCounts,
     *,
-    group_sizes: tuple[float, float] = (1.0, 1.0),
+    design_effects: tuple[float, float] = (1.0, 1.0),
     seed: int = 0,
 ) -> ColumnTest:
     """Test one categorical column of a window against its reference profile.
@@ -162,8 +164,9 @@ def compare_categorical(
     Args:
         profile: The column's reference profile.
         counts: The column's window counts.
-        group_sizes: The reference's and the window's size-weighted mean group sizes; the test
-            and the noise use the effective sizes ``rows / group_size``.
+        design_effects: How many times grouped rows inflate the reference's and the window's
+            share variances; the test and the noise use the effective sizes
+            ``rows / design_effect``.
         seed: Seed of the sampling-noise draws.
 
     Returns:
@@ -175,7 +178,7 @@ def compare_categorical(
     if n == 0 or m == 0 or present.sum() < 2:
         return _no_test("categorical")
     chi2 = stats.chi2_contingency(np.vstack([reference[present], window[present]]), correction=False)
-    m_eff, n_eff = m / group_sizes[0], n / group_sizes[1]
+    m_eff, n_eff = m / design_effects[0], n / design_effects[1]
     # χ² grows with the sizes as 1 / (1/m + 1/n): at the effective sizes it shrinks by this much.
     statistic = float(chi2.statistic) * (1 / m + 1 / n) / (1 / m_eff + 1 / n_eff)
     p_value = float(stats.chi2.sf(statistic, chi2.dof))
