@@ -1,0 +1,1 @@
+"""Hyperparameter tuning: an Optuna study shared by parallel workers."""
