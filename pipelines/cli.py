@@ -17,10 +17,16 @@ def compile_pipelines(out_dir: Path) -> list[Path]:
 
     from pipelines.drift_response import drift_response_pipeline
     from pipelines.training import training_pipeline
+    from pipelines.tuning import tuning_pipeline
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, pipeline in (("training", training_pipeline), ("drift_response", drift_response_pipeline)):
+    pipelines = (
+        ("training", training_pipeline),
+        ("drift_response", drift_response_pipeline),
+        ("tuning", tuning_pipeline),
+    )
+    for name, pipeline in pipelines:
         path = out_dir / f"{name}_pipeline.yaml"
         compiler.Compiler().compile(pipeline, str(path))
         written.append(path)

@@ -2,7 +2,7 @@
 
 What ``driftpilot kfp-deploy`` (and the chart's post-install Job) does, idempotently:
 
-1. compile both pipelines;
+1. compile every pipeline (training, drift response, tuning);
 2. upload each as a pipeline, or as a new version of the pipeline of that name, named
    ``<pipeline>-<package version>-<digest of the compiled YAML>`` (an unchanged pipeline
    reuses its version);

@@ -136,26 +136,22 @@ def call(client: RecordingClient, name: str, index: int = 0) -> dict[str, Any]:
     return [arguments for called, arguments in client.calls if called == name][index]
 
 
-def test_a_first_deploy_uploads_both_pipelines_and_schedules_the_drift_response(compiled: list[Path]) -> None:
+def test_a_first_deploy_uploads_every_pipeline_and_schedules_the_drift_response(compiled: list[Path]) -> None:
     client = RecordingClient()
     params = {**REQUIRED, "ingest_workers": "2", "fdr_q": "0.1", "dask_cluster": "kubernetes"}
 
     result = deploy(client, compiled, params=params, service_account="driftpilot-pipeline", package_version="0.1.0")
 
     assert client.names() == [
-        "get_pipeline_id",
-        "upload_pipeline",
-        "list_pipeline_versions",
-        "get_pipeline_id",
-        "upload_pipeline",
-        "list_pipeline_versions",
+        *["get_pipeline_id", "upload_pipeline", "list_pipeline_versions"] * 3,
         "create_experiment",
         "list_recurring_runs",
         "create_recurring_run",
     ]
-    assert [call(client, "upload_pipeline", i)["pipeline_name"] for i in (0, 1)] == [
+    assert [call(client, "upload_pipeline", i)["pipeline_name"] for i in (0, 1, 2)] == [
         "driftpilot-training",
         "driftpilot-drift-response",
+        "driftpilot-tuning",
     ]
     assert call(client, "upload_pipeline")["pipeline_package_path"] == str(compiled[0])
     assert call(client, "create_experiment") == {
