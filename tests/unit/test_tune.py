@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from components.common.errors import ConfigError
-from components.tune.core import TuneBudget, TuneConfig, create_study, run_worker, summarize_study
+from components.tune.core import TuneBudget, TuneConfig, create_study, open_storage, run_worker, summarize_study
 
 DAY = ("20241022130000", "20241022131500", "20241022133000", "20241022134500")
 
@@ -54,9 +54,7 @@ def test_the_warm_start_is_the_first_trial_and_the_deadline_stops_workers(rows, 
     assert run_worker(storage=storage, name="w", frame=rows, task=task) == 0  # the deadline has passed
     create_study(storage=storage, name="v", budget=TuneBudget(trials=2, seconds=300), warm_start=warm)
     run_worker(storage=storage, name="v", frame=rows, task=task, config=TuneConfig(num_boost_round=40))
-    first = optuna.load_study(
-        study_name="v", storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
-    ).trials[0]
+    first = optuna.load_study(study_name="v", storage=open_storage(storage)).trials[0]
     assert first.params == pytest.approx(warm)
 
 
