@@ -54,6 +54,11 @@ def rate_of(alarms: int, replays: int) -> Rate:
     return Rate(alarms, replays, alarms / replays, float(interval.low), float(interval.high))
 
 
+def _first_bound_from(bounds: np.ndarray, row: int) -> int:
+    """The first group boundary at or after ``row`` (the last one when none is)."""
+    return int(bounds[min(int(np.searchsorted(bounds, row)), len(bounds) - 1)])
+
+
 def replay_rate(
     pool: pd.DataFrame,
     detect: Detector,
@@ -96,13 +101,9 @@ def replay_rate(
         rank = rng.permutation(codes.max() + 1)[codes]  # each group's place in a random order
         order = np.argsort(rank, kind="stable")
         bounds = np.r_[np.flatnonzero(np.r_[True, np.diff(rank[order]) != 0]), len(order)]
-
-        def cut_at(row: int, bounds: np.ndarray = bounds) -> int:
-            return int(bounds[min(int(np.searchsorted(bounds, row)), len(bounds) - 1)])
-
-        cut = cut_at(reference_rows)
+        cut = _first_bound_from(bounds, reference_rows)
         reference = pool.iloc[order[:cut]]
-        window = pool.iloc[order[cut : cut_at(cut + window_rows)]]
+        window = pool.iloc[order[cut : _first_bound_from(bounds, cut + window_rows)]]
         if drift is not None:
             window = drift(window, strength, rng)
         for name, alarmed in detect(reference, window).items():

@@ -337,7 +337,7 @@ def summarize_window(frame: pd.DataFrame, profile: Profile, *, groups: pd.Series
             numeric={k: v for k, v in profile.numeric.items() if k != LABEL},
             categorical={k: v for k, v in profile.categorical.items() if k != LABEL},
         )
-    return replace(summarize_frame(frame, profile), group_size=group_size(groups))
+    return summarize_frame(frame, profile, groups=groups)
 
 
 def task_groups(frame: pd.DataFrame, task: TaskSpec) -> pd.Series | None:

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 from components.common.errors import ConfigError
@@ -218,9 +219,11 @@ def detect_model_drift(
         raise ConfigError("the reference labels hold one class: no performance to compare with")
     rng = np.random.default_rng(config.seed)
 
-    scores = profile_frame(_frame(ref_s), numeric=[_SCORE], categorical=[])
+    scores = profile_frame(pd.DataFrame({_SCORE: ref_s}), numeric=[_SCORE], categorical=[])
     shift = compare_numeric(
-        scores.numeric[_SCORE], summarize_frame(_frame(cur_s), scores).numeric[_SCORE], design_effects=group_sizes
+        scores.numeric[_SCORE],
+        summarize_frame(pd.DataFrame({_SCORE: cur_s}), scores).numeric[_SCORE],
+        design_effects=group_sizes,
     )
     prediction_shift: dict[str, Any] = {
         "statistic": shift.statistic,
@@ -269,9 +272,3 @@ def detect_model_drift(
         predicted_drop=predicted,
         rows={"reference": len(ref_s), "current": len(cur_s)},
     )
-
-
-def _frame(scores: np.ndarray) -> Any:
-    import pandas as pd
-
-    return pd.DataFrame({_SCORE: scores})

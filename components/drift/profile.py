@@ -346,11 +346,11 @@ def _label(value: Any) -> str:
 
 def _profile_categorical(values: pd.Series, min_share: float, max_categories: int) -> CategoricalProfile:
     counts = _value_counts(values)
+    missing = int(counts.get(MISSING, 0))
     counts = counts[counts.index != MISSING]
     total = len(values)
     frequent = counts[counts >= min_share * total].sort_values(ascending=False, kind="stable")[:max_categories]
     kept = sorted(frequent.index)
-    missing = int(values.isna().sum())
     other = int(counts.sum()) - int(frequent.sum())
     rare = counts.drop(index=kept).sort_values(ascending=False, kind="stable")[:_RARE_KEPT]
     return CategoricalProfile(
@@ -495,12 +495,14 @@ def _count_categorical(values: pd.Series, profile: CategoricalProfile) -> Catego
     return CategoricalCounts(out, dict(top))
 
 
-def summarize_frame(frame: pd.DataFrame, profile: Profile) -> WindowSummary:
+def summarize_frame(frame: pd.DataFrame, profile: Profile, *, groups: pd.Series | None = None) -> WindowSummary:
     """Summarise a window of rows against a reference profile.
 
     Args:
         frame: The window's rows (all of them, or one partition).
         profile: The reference profile.
+        groups: The group of each row when rows come in alike groups (None: independent), for
+            the summary's ``group_size``.
 
     Returns:
         The window's summary; summaries of partitions merge with ``WindowSummary.merge``.
@@ -511,14 +513,11 @@ def summarize_frame(frame: pd.DataFrame, profile: Profile) -> WindowSummary:
     _check_columns(frame, profile.columns)
     numeric = _map(lambda item: _count_numeric(frame[item[0]], item[1]), profile.numeric.items())
     categorical = {name: _count_categorical(frame[name], p) for name, p in profile.categorical.items()}
-    return WindowSummary(dict(zip(profile.numeric, numeric, strict=True)), categorical, len(frame))
+    return WindowSummary(dict(zip(profile.numeric, numeric, strict=True)), categorical, len(frame), group_size(groups))
 
 
 def _summarize_part(part: pd.DataFrame, profile: Profile, group_column: str | None) -> WindowSummary:
-    summary = summarize_frame(part, profile)
-    if group_column is None:
-        return summary
-    return WindowSummary(summary.numeric, summary.categorical, summary.rows, group_size(part[group_column]))
+    return summarize_frame(part, profile, groups=part[group_column] if group_column else None)
 
 
 def summarize_partitions(frame: Any, profile: Profile, *, group_column: str | None = None) -> WindowSummary:
@@ -547,9 +546,7 @@ def summarize_partitions(frame: Any, profile: Profile, *, group_column: str | No
 
     _check_columns(frame, profile.columns)
     columns = [*profile.columns, *([group_column] if group_column else [])]
-    if list(frame.columns) != columns:  # a selection copies every partition: only when needed
-        frame = frame[columns]
-    parts = frame.to_delayed()
+    parts = frame[columns].to_delayed()
     summaries = [dask.delayed(_summarize_part)(part, profile, group_column) for part in parts]
     merged = dask.delayed(functools.reduce)(WindowSummary.merge, summaries)
     summary: WindowSummary = merged.compute()

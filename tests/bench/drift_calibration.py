@@ -22,6 +22,7 @@ Usage: python tests/bench/drift_calibration.py [--null 200] [--power 50] [--refe
 """
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -133,31 +134,22 @@ def main() -> None:
         "window_rows": args.window,
         "fdr_q": config.fdr_q,
     }
-    started = time.perf_counter()
-    null = replay_rate(
+    replays = functools.partial(
+        replay_rate,
         pool,
         verdicts,
         reference_rows=args.reference,
         window_rows=args.window,
-        replays=args.null,
         group_column=task.group_column,
     )
+    started = time.perf_counter()
+    null = replays(replays=args.null)
     results["null"] = {name: rate.to_dict() for name, rate in null.items()}
     results["null_seconds"] = round(time.perf_counter() - started, 1)
     print(f"null replays ({args.null}): " + "; ".join(f"{k} {v}" for k, v in null.items()), flush=True)
     results["power"] = {}
     for drift, strength in scenarios():
-        rates = replay_rate(
-            pool,
-            verdicts,
-            reference_rows=args.reference,
-            window_rows=args.window,
-            replays=args.power,
-            drift=drift,
-            strength=strength,
-            group_column=task.group_column,
-            seed=1,
-        )
+        rates = replays(replays=args.power, drift=drift, strength=strength, seed=1)
         key = f"{drift.name} @ {strength:g}"
         results["power"][key] = {name: rate.to_dict() for name, rate in rates.items()}
         print(f"{key}: " + "; ".join(f"{k} {v.rate:.2f}" for k, v in rates.items()), flush=True)
