@@ -80,6 +80,12 @@ class TaskSpec:
             (GDELT: events coded from one article share its tone, so they must not straddle).
         time_column: Column that orders batches in time.
         description: One line for people.
+        population_positive_rate: Positive rate of the rows the model serves, when the training
+            rows are known to hold a different one (0: they hold the same). Predictions are
+            moved to it (see ``components.train.model.prior_corrected``) and evaluation weighs
+            the negatives up to it.
+        min_train_positive_rate: When training rows hold fewer positives than this, negatives
+            are undersampled to reach it (0: never); the prior correction undoes the shift.
     """
 
     name: str
@@ -91,6 +97,13 @@ class TaskSpec:
     group_column: str = ""
     time_column: str = ""
     description: str = ""
+    population_positive_rate: float = 0.0
+    min_train_positive_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        for rate in (self.population_positive_rate, self.min_train_positive_rate):
+            if not 0.0 <= rate < 1.0:
+                raise ConfigError(f"task {self.name!r}: positive rates must be in [0, 1), got {rate}")
 
     @property
     def split_column(self) -> str:
@@ -126,8 +139,10 @@ class TaskSpec:
                 group_column=str(data.get("group_column", "")),
                 time_column=str(data.get("time_column", "")),
                 description=str(data.get("description", "")),
+                population_positive_rate=float(data.get("population_positive_rate", 0.0)),
+                min_train_positive_rate=float(data.get("min_train_positive_rate", 0.0)),
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"malformed task spec: {exc!r}; see components/common/task.py") from exc
         if not spec.features:
             raise ConfigError(f"task {spec.name!r} names no features")
@@ -147,6 +162,8 @@ class TaskSpec:
             "categorical": list(self.categorical),
             "numeric": list(self.numeric),
             "derived": list(self.derived),
+            "population_positive_rate": self.population_positive_rate,
+            "min_train_positive_rate": self.min_train_positive_rate,
         }
 
 

@@ -63,15 +63,21 @@ def build_features(frame: pd.DataFrame, task: TaskSpec) -> pd.DataFrame:
     missing = sorted(set(input_columns(task)) - set(frame.columns))
     if missing:
         raise ConfigError(f"input lacks columns {missing} needed by task {task.name!r}")
-    out = pd.DataFrame(index=frame.index)
+    columns: dict[str, object] = {}
     for column in task.categorical:
         values = frame[column].astype("string").str.strip()
-        out[column] = pd.Categorical(values.where(values.notna() & (values != ""), None).astype(object))
-    for column in task.numeric:
-        out[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+        columns[column] = pd.Categorical(values.where(values.notna() & (values != ""), None).astype(object))
+    numeric = frame[list(task.numeric)]
+    if all(pd.api.types.is_numeric_dtype(dtype) for dtype in numeric.dtypes):
+        block = numeric.to_numpy(dtype="float64", na_value=np.nan)  # one conversion for every column
+        columns.update({column: block[:, i] for i, column in enumerate(task.numeric)})
+    else:
+        for column in task.numeric:
+            columns[column] = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     for name in task.derived:
-        out[name] = DERIVED_FEATURES[name][1](frame)
-    return out
+        columns[name] = DERIVED_FEATURES[name][1](frame).to_numpy()
+    # Built in one go: inserting columns one by one costs ~0.5 ms each, which a one-row request feels.
+    return pd.DataFrame(columns, index=frame.index)
 
 
 def build_labels(frame: pd.DataFrame, task: TaskSpec) -> pd.Series:

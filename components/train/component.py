@@ -17,7 +17,7 @@ def select_training_window(
     holdout_fraction: float,
     train_data: Output[Dataset],
     holdout: Output[Dataset],
-) -> NamedTuple("Window", [("train_rows", int), ("holdout_rows", int)]):
+) -> NamedTuple("Window", [("train_rows", int), ("holdout_rows", int), ("batches", str)]):
     """Pick the recent validated batches to retrain on and hold out part of the current batch.
 
     Args:
@@ -30,7 +30,7 @@ def select_training_window(
         holdout: Rows to judge challenger and champion by (Parquet).
 
     Returns:
-        Row counts of both tables.
+        Row counts of both tables and the window's batches (comma-separated, oldest first).
     """
     from pathlib import Path
 
@@ -38,24 +38,62 @@ def select_training_window(
     from components.common.store import Store
     from components.train.core import select_window
 
-    rows, held = select_window(
+    rows, held, batches = select_window(
         Store(lake_dir), batch_id, task, window_batches=window_batches, holdout_fraction=holdout_fraction
     )
     write_table(rows, Path(train_data.path))
     write_table(held, Path(holdout.path))
-    return (len(rows), len(held))
+    return (len(rows), len(held), ",".join(batches))
 
 
 @dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
-def train_lightgbm(data: Input[Dataset], task: str, seed: int, model: Output[Model], metrics: Output[Metrics]) -> float:
-    """Train a LightGBM classifier with early stopping on a held-out slice of articles.
+def train_classifier(
+    data: Input[Dataset],
+    task: str,
+    seed: int,
+    model: Output[Model],
+    metrics: Output[Metrics],
+    algorithm: str = "lightgbm",
+    params: str = "",
+) -> float:
+    """Train a LightGBM or CatBoost classifier with early stopping on a held-out slice of groups.
 
     Args:
         data: Validated rows with the task's columns and target.
         task: Built-in task name or task YAML path.
         seed: Random seed; same data and seed give the same model.
-        model: The model folder (booster, task, metrics, params).
+        model: The model folder (model file, task, metrics, params, drift profile).
         metrics: Validation metrics.
+        algorithm: ``lightgbm`` or ``catboost``.
+        params: Library parameters as JSON over its defaults (a tuning study's best; '' for none).
+
+    Returns:
+        Validation AUC.
+    """
+    import json
+    from pathlib import Path
+
+    from components.train.core import TrainConfig, train_files
+
+    config = TrainConfig(algorithm=algorithm, params=json.loads(params) if params else {}, seed=seed)
+    outcome = train_files([Path(data.path)], task, Path(model.path), config)
+    for name, value in outcome.metrics.items():
+        metrics.log_metric(name, value)
+    return outcome.metrics["auc"]
+
+
+@dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
+def update_classifier(
+    champion: Input[Model], data: Input[Dataset], seed: int, model: Output[Model], metrics: Output[Metrics]
+) -> float:
+    """Continue boosting the champion on the new rows (the cheap incremental update).
+
+    Args:
+        champion: The champion's model folder.
+        data: New validated rows.
+        seed: Random seed.
+        model: The updated model folder.
+        metrics: Validation metrics on the new rows' held-out slice.
 
     Returns:
         Validation AUC.
@@ -64,7 +102,8 @@ def train_lightgbm(data: Input[Dataset], task: str, seed: int, model: Output[Mod
 
     from components.train.core import TrainConfig, train_files
 
-    outcome = train_files([Path(data.path)], task, Path(model.path), TrainConfig(seed=seed))
+    config = TrainConfig(num_boost_round=100, seed=seed)
+    outcome = train_files([Path(data.path)], "", Path(model.path), config, champion_dir=Path(champion.path))
     for name, value in outcome.metrics.items():
         metrics.log_metric(name, value)
     return outcome.metrics["auc"]

@@ -1,7 +1,14 @@
-"""Train a LightGBM classifier for a task, with early stopping on a held-out slice."""
+"""Train a classifier for a task (LightGBM or CatBoost), with early stopping on a held-out slice.
 
-from dataclasses import asdict, dataclass
+``train_model`` fits from scratch; ``update_model`` continues the champion on new rows (the cheap
+incremental update). Both hold out the same rows by a hash of the task's group key, undersample
+negatives when the task asks for it, and record the odds ratio that moves the model's
+probabilities back to the population's prior.
+"""
+
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,34 +18,40 @@ from components.common.lake import VALIDATED, incident_key, validated_key
 from components.common.storage import read_table, write_json
 from components.common.store import Store
 from components.common.task import TaskSpec, load_task
-from components.evaluate.core import score_predictions
+from components.evaluate.core import population_weights, score_predictions
 from components.features.core import build_features, build_labels, split_by_key
 from components.train.model import TrainedModel
+from components.train.trainers import get_trainer
 
-__all__ = ["TrainConfig", "TrainOutcome", "select_window", "train_files", "train_model", "validation_rows"]
+__all__ = [
+    "TrainConfig",
+    "TrainOutcome",
+    "select_window",
+    "train_files",
+    "train_model",
+    "undersample",
+    "update_model",
+    "validation_rows",
+]
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """LightGBM settings and the validation split.
+    """Training settings and the validation split.
 
     Attributes:
+        algorithm: ``lightgbm`` or ``catboost``.
+        params: Library parameters over its defaults (a tuning study's best, say).
         num_boost_round: Upper bound on boosting rounds (early stopping picks the best).
-        learning_rate: Shrinkage per round.
-        num_leaves: Leaves per tree.
-        min_child_samples: Minimum rows per leaf.
-        feature_fraction: Share of features sampled per tree.
-        early_stopping_rounds: Rounds without improvement on the validation slice before stopping.
-        valid_fraction: Share of rows (chosen by id hash) held out for early stopping and metrics.
+        early_stopping_rounds: Rounds without a better validation log loss before stopping.
+        valid_fraction: Share of rows (chosen by group-key hash) held out for early stopping and metrics.
         seed: Random seed; training is deterministic given data and seed.
-        num_threads: LightGBM threads (0: LightGBM's default).
+        num_threads: Library threads (0: the library's default).
     """
 
+    algorithm: str = "lightgbm"
+    params: dict[str, Any] = field(default_factory=dict)
     num_boost_round: int = 400
-    learning_rate: float = 0.05
-    num_leaves: int = 31
-    min_child_samples: int = 20
-    feature_fraction: float = 0.9
     early_stopping_rounds: int = 30
     valid_fraction: float = 0.2
     seed: int = 42
@@ -51,14 +64,15 @@ class TrainOutcome:
 
     Attributes:
         model: The trained model.
-        metrics: Validation metrics (see ``score_predictions``) plus ``best_iteration``,
-            ``train_rows`` and ``valid_rows``.
-        params: The LightGBM parameters used.
+        metrics: Validation metrics (see ``score_predictions``; at the task's population prior)
+            plus ``best_iteration``, ``train_rows``, ``valid_rows`` and ``valid_log_loss_train_prior``
+            (the early-stopping loss).
+        params: The library parameters used.
     """
 
     model: TrainedModel
     metrics: dict[str, float]
-    params: dict[str, float | int | str]
+    params: dict[str, Any]
 
 
 def validation_rows(
@@ -80,8 +94,85 @@ def validation_rows(
     return split_by_key(frame[task.split_column], valid_fraction, salt="train-valid")
 
 
+def undersample(frame: pd.DataFrame, labels: pd.Series, task: TaskSpec) -> np.ndarray:
+    """Rows to keep so positives make up at least the task's ``min_train_positive_rate``.
+
+    Negatives are dropped by a hash of the group key (deterministic, whole groups at a time);
+    every positive is kept.
+
+    Args:
+        frame: Labelled rows.
+        labels: Their 0/1 labels.
+        task: The task spec.
+
+    Returns:
+        A boolean array, True for rows to keep.
+    """
+    positives = int(labels.sum())
+    negatives = len(labels) - positives
+    target = task.min_train_positive_rate
+    if target <= 0 or negatives == 0 or positives / len(labels) >= target:
+        return np.ones(len(labels), dtype=bool)
+    keep_share = positives * (1 - target) / (target * negatives)
+    kept = split_by_key(frame[task.split_column], keep_share, salt="undersample")
+    return kept | (labels.to_numpy() == 1)
+
+
+def _odds(rate: float) -> float:
+    return rate / (1 - rate)
+
+
+def _fit(
+    frame: pd.DataFrame, task: TaskSpec, config: TrainConfig, champion: TrainedModel | None = None
+) -> TrainOutcome:
+    labels = build_labels(frame, task)
+    if len(frame) < 50 or labels.nunique() < 2:
+        raise DataValidationError(
+            f"cannot train {task.name!r} on {len(frame)} rows with {labels.nunique()} class(es): "
+            "need at least 50 rows and both classes"
+        )
+    held_out = validation_rows(frame, task, config.valid_fraction)
+    kept = undersample(frame, labels, task)
+    fit_rows, stop_rows = ~held_out & kept, held_out & kept
+    if labels[fit_rows].nunique() < 2 or labels[stop_rows].nunique() < 2:
+        raise DataValidationError(f"cannot train {task.name!r}: a split of {len(frame)} rows holds one class only")
+    features = build_features(frame, task)
+    trainer = get_trainer(config.algorithm)
+    init = champion.booster if champion is not None else None
+    data = trainer.prepare(
+        (features[fit_rows], labels[fit_rows]),
+        (features[stop_rows], labels[stop_rows]),
+        task.categorical,
+        init_model=init,
+    )
+    params = {**trainer.defaults(), **config.params}
+    fitted = trainer.fit(
+        data,
+        params,
+        rounds=config.num_boost_round,
+        early_stopping=config.early_stopping_rounds,
+        seed=config.seed,
+        threads=config.num_threads,
+        init_model=init,
+    )
+    rate = task.population_positive_rate
+    odds_ratio = _odds(rate) / _odds(float(labels[fit_rows].mean())) if rate > 0 else 1.0
+    model = TrainedModel(booster=fitted.model, task=task, algorithm=trainer.name, odds_ratio=odds_ratio)
+    truth = labels[held_out].to_numpy()
+    scores = score_predictions(
+        truth, model.predict_proba(frame[held_out]), weights=population_weights(truth, task.population_positive_rate)
+    )
+    scores.update(
+        best_iteration=float(fitted.best_iteration),
+        train_rows=float(fit_rows.sum()),
+        valid_rows=float(held_out.sum()),
+        valid_log_loss_train_prior=fitted.valid_log_loss,
+    )
+    return TrainOutcome(model=model, metrics=scores, params={"algorithm": trainer.name, **params})
+
+
 def train_model(frame: pd.DataFrame, task: TaskSpec, config: TrainConfig = TrainConfig()) -> TrainOutcome:
-    """Train a binary LightGBM model on validated rows.
+    """Train a binary classifier on validated rows.
 
     Args:
         frame: Validated rows with the task's columns and target.
@@ -94,51 +185,39 @@ def train_model(frame: pd.DataFrame, task: TaskSpec, config: TrainConfig = Train
     Raises:
         DataValidationError: When there are too few rows or only one class to learn from.
     """
-    import lightgbm as lgb
+    return _fit(frame, task, config)
 
-    labels = build_labels(frame, task)
-    if len(frame) < 50 or labels.nunique() < 2:
-        raise DataValidationError(
-            f"cannot train {task.name!r} on {len(frame)} rows with {labels.nunique()} class(es): "
-            "need at least 50 rows and both classes"
-        )
-    features = build_features(frame, task)
-    held_out = validation_rows(frame, task, config.valid_fraction)
-    params: dict[str, float | int | str] = {
-        "objective": "binary",
-        "metric": "auc",
-        "learning_rate": config.learning_rate,
-        "num_leaves": config.num_leaves,
-        "min_child_samples": config.min_child_samples,
-        "feature_fraction": config.feature_fraction,
-        "cat_smooth": 10,
-        "min_data_per_group": 20,
-        "seed": config.seed,
-        "deterministic": True,
-        "num_threads": config.num_threads,
-        "verbosity": -1,
-    }
-    train_set = lgb.Dataset(features[~held_out], labels[~held_out], categorical_feature=list(task.categorical))
-    valid_set = lgb.Dataset(features[held_out], labels[held_out], reference=train_set)
-    booster = lgb.train(
-        params,
-        train_set,
-        num_boost_round=config.num_boost_round,
-        valid_sets=[valid_set],
-        callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
-    )
-    model = TrainedModel(booster=booster, task=task)
-    scores = score_predictions(labels[held_out].to_numpy(), model.predict_proba(frame[held_out]))
-    scores.update(
-        best_iteration=float(booster.best_iteration),
-        train_rows=float((~held_out).sum()),
-        valid_rows=float(held_out.sum()),
-    )
-    return TrainOutcome(model=model, metrics=scores, params=params)
+
+def update_model(
+    champion: TrainedModel, frame: pd.DataFrame, config: TrainConfig = TrainConfig(num_boost_round=100)
+) -> TrainOutcome:
+    """Continue boosting the champion on new rows: trees are added, none are refit.
+
+    Cheaper than retraining (only the new rows are read, and few rounds are added), and the
+    champion's categories and library are kept.
+
+    Args:
+        champion: The model to continue.
+        frame: New validated rows.
+        config: Settings of the added rounds (its ``algorithm`` is the champion's).
+
+    Returns:
+        The updated model with its validation metrics on the new rows' held-out slice.
+
+    Raises:
+        DataValidationError: When there are too few rows or only one class to learn from.
+    """
+    settings = TrainConfig(**{**asdict(config), "algorithm": champion.algorithm})
+    return _fit(frame, champion.task, settings, champion)
 
 
 def train_files(
-    data_paths: list[Path], task_name: str, model_dir: Path, config: TrainConfig = TrainConfig()
+    data_paths: list[Path],
+    task_name: str,
+    model_dir: Path,
+    config: TrainConfig = TrainConfig(),
+    *,
+    champion_dir: Path | None = None,
 ) -> TrainOutcome:
     """Train on Parquet tables and save the model and its metrics into ``model_dir``.
 
@@ -148,6 +227,7 @@ def train_files(
         model_dir: Output folder: the model files plus ``metrics.json``, ``params.json`` and the
             training rows' drift profile (``profile.json``).
         config: Training settings.
+        champion_dir: A model folder to continue (``update_model``) instead of training anew.
 
     Returns:
         The training outcome.
@@ -156,19 +236,22 @@ def train_files(
     from components.drift.profile import PROFILE_FILE
 
     frame = pd.concat([read_table(p) for p in data_paths], ignore_index=True)
-    task = load_task(task_name)
-    outcome = train_model(frame, task, config)
+    if champion_dir is not None:
+        outcome = update_model(TrainedModel.load(champion_dir), frame, config)
+    else:
+        outcome = train_model(frame, load_task(task_name), config)
     outcome.model.save(model_dir)
     # The drift stage compares every later batch with this profile of all the training rows.
-    profile_task(frame, task).save(model_dir / PROFILE_FILE)
+    profile_task(frame, outcome.model.task).save(model_dir / PROFILE_FILE)
     write_json(outcome.metrics, model_dir / "metrics.json")
-    write_json({**outcome.params, **asdict(config)}, model_dir / "params.json")
+    settings = {k: v for k, v in asdict(config).items() if k != "params"}
+    write_json({**settings, **outcome.params, "incremental": champion_dir is not None}, model_dir / "params.json")
     return outcome
 
 
 def select_window(
     lake: Store, batch_id: str, task_name: str, *, window_batches: int, holdout_fraction: float
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Pick the rows to retrain on and the rows to judge the retrained model by.
 
     The training window is the ``window_batches`` newest validated batches up to ``batch_id``
@@ -184,7 +267,7 @@ def select_window(
         holdout_fraction: Share of the current batch held out for the promotion gate.
 
     Returns:
-        The training rows and the holdout rows.
+        The training rows, the holdout rows and the window's batches (oldest first).
 
     Raises:
         DataValidationError: When the current batch has not been validated into the lake.
@@ -203,4 +286,5 @@ def select_window(
     held_out = split_by_key(current[task.split_column], holdout_fraction, salt="gate")
     past = [lake.get_table(k).to_pandas() for k in reversed(window)]
     train = pd.concat([*past, current[~held_out]], ignore_index=True)
-    return train, current[held_out].reset_index(drop=True)
+    batches = [Path(k).stem for k in reversed(window)] + [batch_id]
+    return train, current[held_out].reset_index(drop=True), batches

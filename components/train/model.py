@@ -1,7 +1,8 @@
-"""The trained model every stage shares: a LightGBM booster plus the task that defines its inputs.
+"""The trained model every stage shares: a boosted model, the library that made it, and its task.
 
-Saved as a folder: ``booster.txt`` (LightGBM's text format) and ``task.yaml``. Evaluation, the
-promotion gate, the MLflow model and the model server all load it through ``TrainedModel``.
+Saved as a folder: the library's own model file (``booster.txt`` for LightGBM, ``model.cbm`` for
+CatBoost), ``task.yaml`` and ``model.yaml`` (the library and the prior correction). Evaluation,
+the promotion gate, the MLflow model and the model server all load it through ``TrainedModel``.
 """
 
 from dataclasses import dataclass
@@ -14,27 +15,56 @@ import yaml
 
 from components.common.task import TaskSpec
 from components.features.core import build_features
+from components.train.trainers import Trainer, get_trainer
 
-__all__ = ["TrainedModel"]
+__all__ = ["TrainedModel", "prior_corrected"]
 
-BOOSTER_FILE = "booster.txt"
 TASK_FILE = "task.yaml"
+MODEL_FILE = "model.yaml"
+
+
+def prior_corrected(proba: np.ndarray, odds_ratio: float) -> np.ndarray:
+    """Move probabilities learned at one class prior to another (Dal Pozzolo et al., 2015).
+
+    A model trained on rows whose positive odds are ``k`` times the population's predicts
+    ``p``; at the population's prior the same row has ``p / (p + k (1 − p))``.
+
+    Args:
+        proba: Probabilities at the training prior.
+        odds_ratio: Population positive odds over training positive odds (1: no change).
+
+    Returns:
+        Probabilities at the population prior.
+    """
+    if odds_ratio == 1.0:
+        return proba
+    return odds_ratio * proba / (odds_ratio * proba + 1.0 - proba)
 
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """A booster and its task.
+    """A boosted model and its task.
 
     Attributes:
-        booster: The trained ``lightgbm.Booster``.
-        task: The task the booster was trained for.
+        booster: The library's model (``lightgbm.Booster`` or ``catboost.CatBoostClassifier``).
+        task: The task the model was trained for.
+        algorithm: ``lightgbm`` or ``catboost``.
+        odds_ratio: Population positive odds over the training rows' (1 when the model was
+            trained at the population's prior); predictions are corrected by it.
     """
 
     booster: Any
     task: TaskSpec
+    algorithm: str = "lightgbm"
+    odds_ratio: float = 1.0
+
+    @property
+    def trainer(self) -> Trainer:
+        """The library behind the model."""
+        return get_trainer(self.algorithm)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """Return P(label = 1) for each row of raw task columns.
+        """Return P(label = 1) at the population prior for each row of raw task columns.
 
         Args:
             frame: Rows carrying the task's source columns.
@@ -42,21 +72,29 @@ class TrainedModel:
         Returns:
             A float array, one probability per row.
         """
-        features = build_features(frame, self.task)
-        return np.asarray(self.booster.predict(features), dtype="float64")
+        raw = self.trainer.predict(self.booster, build_features(frame, self.task))
+        return prior_corrected(raw, self.odds_ratio)
+
+    def importance(self) -> dict[str, float]:
+        """Each feature's share of the model's gain."""
+        return self.trainer.importance(self.booster)
 
     def save(self, folder: Path) -> Path:
         """Write the model into ``folder`` and return it."""
         folder.mkdir(parents=True, exist_ok=True)
-        self.booster.save_model(str(folder / BOOSTER_FILE))
+        self.trainer.save(self.booster, folder / self.trainer.model_file)
         (folder / TASK_FILE).write_text(yaml.safe_dump(self.task.to_dict(), sort_keys=False), encoding="utf-8")
+        meta = {"algorithm": self.algorithm, "odds_ratio": self.odds_ratio}
+        (folder / MODEL_FILE).write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
         return folder
 
     @classmethod
     def load(cls, folder: Path) -> "TrainedModel":
-        """Load a model written by ``save``."""
-        import lightgbm as lgb
-
-        booster = lgb.Booster(model_file=str(folder / BOOSTER_FILE))
+        """Load a model written by ``save`` (a folder without ``model.yaml`` holds a LightGBM booster)."""
+        meta_file = folder / MODEL_FILE
+        meta = yaml.safe_load(meta_file.read_text(encoding="utf-8")) if meta_file.exists() else {}
+        algorithm = str(meta.get("algorithm", "lightgbm"))
+        trainer = get_trainer(algorithm)
         task = TaskSpec.from_dict(yaml.safe_load((folder / TASK_FILE).read_text(encoding="utf-8")))
-        return cls(booster=booster, task=task)
+        booster = trainer.load(folder / trainer.model_file)
+        return cls(booster=booster, task=task, algorithm=algorithm, odds_ratio=float(meta.get("odds_ratio", 1.0)))
