@@ -13,27 +13,41 @@ def gate_challenger(
     champion: Input[Model],
     challenger: Input[Model],
     holdout: Input[Dataset],
+    tracking_uri: str,
+    model_name: str,
+    version: str,
     result: Output[Artifact],
     metrics: Output[Metrics],
+    prefer_challenger: bool = False,
 ) -> NamedTuple("Gate", [("Output", bool), ("reason", str)]):
-    """Compare challenger and champion on the same unseen rows (paired bootstrap on AUC; log loss).
+    """Compare challenger and champion on the same unseen rows and record the verdict in MLflow.
+
+    Paired, cluster-robust tests (DeLong on AUC, per-row log loss, McNemar on accuracy) plus
+    calibration and latency guardrails; the verdict is tagged on the challenger's version, which
+    is what lets ``promote_champion`` move the ``champion`` alias to it.
 
     Args:
         champion: The serving champion's model folder.
         challenger: The retrained model's folder.
         holdout: Labelled rows neither was trained on.
-        result: The verdict (JSON).
-        metrics: Both AUCs and the gain's interval.
+        tracking_uri: MLflow tracking URI.
+        model_name: Registered model name.
+        version: The challenger's registered version.
+        result: The verdict with every comparison (JSON).
+        metrics: The headline numbers.
+        prefer_challenger: Promote an equivalent (non-inferior) challenger too.
 
     Returns:
         Whether to promote (``Output``, the name kfp.local 2.17 resolves in ``dsl.If``), and why.
     """
     from pathlib import Path
 
-    from components.gate.core import gate_files
+    from components.gate.core import GatePolicy, gate_files
+    from components.register.core import record_gate
 
-    verdict = gate_files(Path(champion.path), Path(challenger.path), Path(holdout.path), Path(result.path))
-    names = ("champion_auc", "challenger_auc", "auc_gain", "gain_ci_low", "gain_ci_high")
-    for name in (*names, "champion_log_loss", "challenger_log_loss"):
-        metrics.log_metric(name, getattr(verdict, name))
+    policy = GatePolicy(prefer_challenger=prefer_challenger)
+    verdict = gate_files(Path(champion.path), Path(challenger.path), Path(holdout.path), Path(result.path), policy)
+    record_gate(tracking_uri=tracking_uri, model_name=model_name, version=version, verdict=verdict.to_dict())
+    for name, value in verdict.metrics().items():
+        metrics.log_metric(name, value)
     return (verdict.promote, verdict.reason)

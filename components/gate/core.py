@@ -1,64 +1,124 @@
-"""Compare a challenger with the champion on the same held-out rows (paired bootstrap on AUC, log loss)."""
+"""The promotion gate: does the challenger replace the champion?
 
-from dataclasses import asdict, dataclass
+Both models score the same labelled holdout (rows neither was trained on). The challenger is
+promoted when the guardrails hold and it is
+
+- **better**: a significantly higher AUC (DeLong's paired test) or a significantly lower log loss
+  (a paired test of the per-row losses), with its AUC not plausibly worse by more than a margin; or
+- **equivalent and preferred by policy**: its AUC is non-inferior (the interval's low end above
+  ``-auc_margin``) and the policy prefers a fresher model when it is no worse.
+
+Guardrails: accuracy not significantly worse (McNemar's paired test), calibration error not
+higher by more than ``max_ece_rise``, and single-row latency within ``max_latency_ratio`` of the
+champion's (above a floor). Every test is cluster-robust: rows of one group (one GDELT article)
+count as one observation.
+"""
+
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from sklearn.metrics import log_loss, roc_auc_score
+import pandas as pd
 
 from components.common.storage import read_table, write_json
-from components.evaluate.core import row_aucs
+from components.evaluate.core import population_weights
 from components.features.core import build_labels
+from components.gate.stats import (
+    AucComparison,
+    Latency,
+    LossComparison,
+    McNemarResult,
+    calibration_error,
+    compare_aucs,
+    compare_log_losses,
+    mcnemar,
+    prediction_latency,
+)
 from components.train.model import TrainedModel
 
-__all__ = ["GateResult", "compare_models", "gate_files"]
+__all__ = ["GatePolicy", "GateResult", "compare_models", "gate_files"]
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """What the gate asks of a challenger.
+
+    Attributes:
+        alpha: Significance level of "better" (one-sided) and of the accuracy guardrail.
+        auc_margin: Largest AUC loss the gain's 90% interval may admit.
+        prefer_challenger: Promote an equivalent (non-inferior) challenger, e.g. because it was
+            trained on fresher data; otherwise only a better one is promoted.
+        max_ece_rise: Largest rise in expected calibration error.
+        max_latency_ratio: Largest ratio of the challenger's to the champion's p95 single-row latency.
+        latency_floor_ms: Latencies below this many milliseconds always pass.
+    """
+
+    alpha: float = 0.05
+    auc_margin: float = 0.01
+    prefer_challenger: bool = False
+    max_ece_rise: float = 0.02
+    max_latency_ratio: float = 2.0
+    latency_floor_ms: float = 5.0
 
 
 @dataclass(frozen=True)
 class GateResult:
-    """The gate's verdict.
+    """The gate's verdict and the evidence behind it.
 
     Attributes:
         promote: The challenger should become champion.
-        champion_auc: Champion's AUC on the holdout.
-        challenger_auc: Challenger's AUC on the holdout.
-        auc_gain: Challenger minus champion.
-        gain_ci_low: 5th percentile of the paired bootstrap of the gain.
-        gain_ci_high: 95th percentile.
-        champion_log_loss: Champion's log loss on the holdout.
-        challenger_log_loss: Challenger's log loss on the holdout.
-        rows: Holdout rows.
         reason: One sentence.
+        rows: Holdout rows.
+        auc: The paired AUC comparison (None when the holdout holds one class).
+        log_loss: The paired log-loss comparison.
+        accuracy: McNemar's paired comparison of accuracy at 0.5.
+        calibration: Expected calibration error of each model (``champion``, ``challenger``).
+        latency: Each model's latency (``champion``, ``challenger``), when measured.
+        checks: Each condition and whether it held.
     """
 
     promote: bool
-    champion_auc: float
-    challenger_auc: float
-    auc_gain: float
-    gain_ci_low: float
-    gain_ci_high: float
-    champion_log_loss: float
-    challenger_log_loss: float
-    rows: int
     reason: str
+    rows: int
+    auc: AucComparison | None
+    log_loss: LossComparison | None
+    accuracy: McNemarResult | None
+    calibration: dict[str, float] = field(default_factory=dict)
+    latency: dict[str, Latency] = field(default_factory=dict)
+    checks: dict[str, bool] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         """Return the result as JSON-ready data."""
         return asdict(self)
 
-
-def _bootstrap_auc_gains(
-    labels: np.ndarray, champion: np.ndarray, challenger: np.ndarray, *, n_boot: int, seed: int, chunk: int = 50
-) -> np.ndarray:
-    """AUC gains of the challenger on ``n_boot`` paired resamples (resamples with one class dropped)."""
-    rng = np.random.default_rng(seed)
-    gains = []
-    for start in range(0, n_boot, chunk):
-        idx = rng.integers(0, len(labels), (min(chunk, n_boot - start), len(labels)))
-        y = labels[idx]
-        gains.append(row_aucs(y, challenger[idx]) - row_aucs(y, champion[idx]))
-    values = np.concatenate(gains)
-    return values[np.isfinite(values)]
+    def metrics(self) -> dict[str, float]:
+        """The headline numbers (KFP metrics, MLflow ``gate_*`` metrics)."""
+        out: dict[str, float] = {"rows": float(self.rows)}
+        if self.auc is not None:
+            out.update(
+                champion_auc=self.auc.champion_auc,
+                challenger_auc=self.auc.challenger_auc,
+                auc_gain=self.auc.gain,
+                gain_ci_low=self.auc.ci_low,
+                gain_ci_high=self.auc.ci_high,
+                auc_p_better=self.auc.p_better,
+            )
+        if self.log_loss is not None:
+            out.update(
+                champion_log_loss=self.log_loss.champion_log_loss,
+                challenger_log_loss=self.log_loss.challenger_log_loss,
+                log_loss_p_better=self.log_loss.p_better,
+            )
+        if self.accuracy is not None:
+            out.update(
+                champion_accuracy=self.accuracy.champion_accuracy,
+                challenger_accuracy=self.accuracy.challenger_accuracy,
+                mcnemar_p=self.accuracy.p_value,
+            )
+        out.update({f"{who}_ece": value for who, value in self.calibration.items()})
+        out.update({f"{who}_p95_ms": value.single_p95_ms for who, value in self.latency.items()})
+        return out
 
 
 def compare_models(
@@ -66,77 +126,111 @@ def compare_models(
     champion_proba: np.ndarray,
     challenger_proba: np.ndarray,
     *,
-    min_gain: float = 0.0,
-    max_loss: float = 0.02,
-    max_log_loss_rise: float = 0.02,
-    n_boot: int = 500,
-    seed: int = 0,
+    groups: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+    policy: GatePolicy = GatePolicy(),
+    latency: dict[str, Latency] | None = None,
 ) -> GateResult:
-    """Decide whether the challenger beats the champion on the same rows.
-
-    The challenger is promoted when it is better on these rows in ranking (AUC gain above
-    ``min_gain``) or in probability quality (lower log loss), while not plausibly much worse in
-    ranking (the lower end of the 90% paired-bootstrap interval of the AUC gain stays above
-    ``-max_loss``) nor worse in log loss by more than ``max_log_loss_rise`` (relative).
+    """Decide whether the challenger replaces the champion, from both models' scores on the same rows.
 
     Args:
         labels: 0/1 truth of the holdout rows.
         champion_proba: Champion's P(label = 1) per row.
         challenger_proba: Challenger's P(label = 1) per row.
-        min_gain: Smallest AUC gain worth a model change.
-        max_loss: Largest AUC loss the interval may still admit.
-        max_log_loss_rise: Largest relative log-loss rise a ranking gain may come with.
-        n_boot: Bootstrap resamples.
-        seed: Bootstrap seed.
+        groups: Group key per row (rows of one group are correlated); None: rows are independent.
+        weights: Row weights giving the rows the population's prior (``population_weights``)
+            for the probability checks (log loss, calibration); None weighs rows equally.
+        policy: Margins, levels and guardrails.
+        latency: Each model's measured latency (``champion``, ``challenger``); None skips that guardrail.
 
     Returns:
-        The verdict with both AUCs and the interval of the gain.
+        The verdict with every comparison.
     """
     labels = np.asarray(labels, dtype="int64")
-    nan = float("nan")
-    if len(np.unique(labels)) < 2:
+    if len(np.unique(labels)) < 2 or (groups is not None and len(pd.unique(groups)) < 2):
         return GateResult(
-            False, nan, nan, nan, nan, nan, nan, nan, len(labels), "holdout has one class: AUC undefined, champion kept"
+            False,
+            "holdout has one class or one group: the models cannot be told apart, champion kept",
+            len(labels),
+            None,
+            None,
+            None,
         )
-    champion_auc = float(roc_auc_score(labels, champion_proba))
-    challenger_auc = float(roc_auc_score(labels, challenger_proba))
-    gains = _bootstrap_auc_gains(labels, champion_proba, challenger_proba, n_boot=n_boot, seed=seed)
-    low, high = (float(v) for v in np.percentile(gains, [5, 95]))
-    gain = challenger_auc - champion_auc
-    champion_ll = float(log_loss(labels, np.clip(champion_proba, 1e-7, 1 - 1e-7), labels=[0, 1]))
-    challenger_ll = float(log_loss(labels, np.clip(challenger_proba, 1e-7, 1 - 1e-7), labels=[0, 1]))
-    ll_rise = challenger_ll / champion_ll - 1
-    better = gain > min_gain or ll_rise < 0
-    promote = better and low > -max_loss and ll_rise <= max_log_loss_rise
-    verdict = "promote challenger" if promote else "keep champion"
-    reason = (
-        f"{verdict}: AUC {challenger_auc:.3f} vs {champion_auc:.3f} "
-        f"(gain {gain:+.3f}, 90% CI [{low:+.3f}, {high:+.3f}]), "
-        f"log loss {challenger_ll:.3f} vs {champion_ll:.3f} ({ll_rise:+.1%}) on {len(labels)} rows"
+    auc = compare_aucs(labels, champion_proba, challenger_proba, groups)
+    loss = compare_log_losses(labels, champion_proba, challenger_proba, groups, weights)
+    accuracy = mcnemar(labels, champion_proba >= 0.5, challenger_proba >= 0.5, groups)
+    calibration = {
+        "champion": calibration_error(labels, champion_proba, weights=weights),
+        "challenger": calibration_error(labels, challenger_proba, weights=weights),
+    }
+    latency = latency or {}
+    checks = {
+        "auc_better": auc.p_better < policy.alpha,
+        "log_loss_better": loss.p_better < policy.alpha,
+        "auc_non_inferior": auc.ci_low > -policy.auc_margin,
+        "accuracy_not_worse": not (
+            accuracy.p_value < policy.alpha and accuracy.challenger_accuracy < accuracy.champion_accuracy
+        ),
+        "calibration": calibration["challenger"] <= calibration["champion"] + policy.max_ece_rise,
+    }
+    if latency:
+        slow = latency["challenger"].single_p95_ms
+        allowed = max(policy.latency_floor_ms, policy.max_latency_ratio * latency["champion"].single_p95_ms)
+        checks["latency"] = slow <= allowed
+    guardrails = [name for name in ("accuracy_not_worse", "calibration", "latency") if not checks.get(name, True)]
+    better = (checks["auc_better"] or checks["log_loss_better"]) and checks["auc_non_inferior"]
+    equivalent = checks["auc_non_inferior"] and policy.prefer_challenger
+    promote = not guardrails and (better or equivalent)
+    evidence = (
+        f"AUC {auc.challenger_auc:.3f} vs {auc.champion_auc:.3f} (gain {auc.gain:+.3f}, 90% CI "
+        f"[{auc.ci_low:+.3f}, {auc.ci_high:+.3f}], p={auc.p_better:.3g}), log loss {loss.challenger_log_loss:.3f} "
+        f"vs {loss.champion_log_loss:.3f} (p={loss.p_better:.3g}) on {len(labels)} rows in {auc.groups} groups"
     )
-    return GateResult(
-        promote, champion_auc, challenger_auc, gain, low, high, champion_ll, challenger_ll, len(labels), reason
-    )
+    if promote:
+        reason = f"promote challenger: {'better' if better else 'equivalent, and policy prefers it'}; {evidence}"
+    elif better or equivalent:
+        reason = f"keep champion: guardrail {', '.join(guardrails)} failed; {evidence}"
+    else:
+        reason = f"keep champion: challenger {'not better' if checks['auc_non_inferior'] else 'worse'}; {evidence}"
+    return GateResult(promote, reason, len(labels), auc, loss, accuracy, calibration, latency, checks)
 
 
-def gate_files(champion_dir: Path, challenger_dir: Path, holdout_path: Path, result_path: Path) -> GateResult:
-    """Score both saved models on the holdout table and write the verdict as JSON.
+def gate_files(
+    champion_dir: Path,
+    challenger_dir: Path,
+    holdout_path: Path,
+    result_path: Path,
+    policy: GatePolicy = GatePolicy(),
+) -> GateResult:
+    """Score both saved models on the holdout table, time them, and write the verdict as JSON.
 
     Args:
         champion_dir: The champion's model folder.
         challenger_dir: The challenger's model folder.
         holdout_path: Labelled rows neither model was trained on (Parquet).
         result_path: Where the verdict is written.
+        policy: Margins, levels and guardrails.
 
     Returns:
         The verdict.
     """
     champion, challenger = TrainedModel.load(champion_dir), TrainedModel.load(challenger_dir)
     holdout = read_table(holdout_path)
+    task = challenger.task
+    groups = holdout[task.group_column].astype(str).to_numpy() if task.group_column in holdout else None
+    labels = build_labels(holdout, task).to_numpy()
+    latency = {
+        "champion": prediction_latency(champion.predict_proba, holdout, single=30, batch=500, repeats=3),
+        "challenger": prediction_latency(challenger.predict_proba, holdout, single=30, batch=500, repeats=3),
+    }
     result = compare_models(
-        build_labels(holdout, challenger.task).to_numpy(),
+        labels,
         champion.predict_proba(holdout),
         challenger.predict_proba(holdout),
+        groups=groups,
+        weights=population_weights(labels, task.population_positive_rate),
+        policy=policy,
+        latency=latency,
     )
     write_json(result.to_dict(), result_path)
     return result
