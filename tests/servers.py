@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -32,11 +32,13 @@ class MinioServer:
         endpoint: Base URL, ``http://127.0.0.1:PORT``.
         access_key: Root user.
         secret_key: Root password.
+        pid: The server's process id (a test may stop it).
     """
 
     endpoint: str
     access_key: str
     secret_key: str
+    pid: int = 0
 
     @property
     def address(self) -> str:
@@ -107,7 +109,50 @@ def run_minio(work_dir: Path, *, timeout: float = 30.0) -> Iterator[MinioServer]
     with _process(command, log, env) as process:
         probe = partial(requests.get, f"{server.endpoint}/minio/health/live", timeout=1)
         _wait_ok("minio", process, log, time.monotonic() + timeout, probe)
-        yield server
+        yield replace(server, pid=process.pid)
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    """A running MLflow tracking server.
+
+    Attributes:
+        url: Its tracking URI, ``http://127.0.0.1:PORT``.
+        pid: The server's process id (a test may stop it).
+    """
+
+    url: str
+    pid: int
+
+
+@contextmanager
+def run_mlflow(
+    work_dir: Path, *, artifacts: str, env: dict[str, str] | None = None, port: int = 0, timeout: float = 90.0
+) -> Iterator[MlflowServer]:
+    """Run ``mlflow server`` (SQLite in ``work_dir``, artifacts served through it) until the block exits.
+
+    Args:
+        work_dir: Folder of its database (kept across restarts in the same folder) and log.
+        artifacts: Where the server stores artifacts: a folder or ``s3://bucket/prefix``.
+        env: Extra environment (S3 endpoint and credentials).
+        port: Port to listen on (0: a free one); a restart passes the old one.
+        timeout: Seconds to wait for ``/health``.
+
+    Yields:
+        The server.
+    """
+    import sys
+
+    url = f"http://127.0.0.1:{port or free_port()}"
+    command = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1"]
+    command += ["--port", url.rsplit(":", 1)[1], "--workers", "1"]
+    command += ["--backend-store-uri", f"sqlite:///{work_dir / 'mlflow.db'}"]
+    command += ["--serve-artifacts", "--artifacts-destination", artifacts]
+    log = work_dir / f"mlflow-{time.time_ns()}.log"
+    with _process(command, log, {**os.environ, **(env or {})}) as process:
+        probe = partial(requests.get, f"{url}/health", timeout=1)
+        _wait_ok("mlflow", process, log, time.monotonic() + timeout, probe)
+        yield MlflowServer(url, process.pid)
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ def check_range_quality(
     clean: Output[Dataset],
     report: Output[Artifact],
     markdown: Output[Markdown],
-) -> NamedTuple("RangeQuality", [("Output", str), ("batches", int), ("incidents", int)]):
+) -> NamedTuple("RangeQuality", [("Output", str), ("batches", int), ("incidents", int), ("kept", str)]):
     """Judge every batch of a range not judged before, quarantine incidents, hand on the sound rows.
 
     Args:
@@ -55,7 +55,8 @@ def check_range_quality(
         markdown: The batches judged, with their verdicts, for the KFP UI.
 
     Returns:
-        The newest batch kept (``Output``), the number of batches kept and of incidents found.
+        The newest batch kept (``Output``), the number of batches kept and of incidents found,
+        and the batches kept (comma-separated, oldest first).
     """
     from pathlib import Path
 
@@ -71,4 +72,4 @@ def check_range_quality(
         markdown_path=Path(markdown.path),
     )
     clean.metadata.update(batches=len(kept))
-    return (kept[-1], len(kept), sum(r.incident for r in reports))
+    return (kept[-1], len(kept), sum(r.incident for r in reports), ",".join(kept))

@@ -16,10 +16,12 @@ def register_model_version(
     artifact_root: str,
     model_name: str,
     alias: str,
-    source_batch: str,
+    source_batches: str,
     pipeline_run: str,
+    incident: str = "",
+    study: str = "",
 ) -> str:
-    """Log a trained model to MLflow with lineage, register a version and set an alias on it.
+    """Log a trained model to MLflow with its lineage, register a version and set an alias on it.
 
     Args:
         model: The model folder from the train stage.
@@ -27,17 +29,21 @@ def register_model_version(
         tracking_uri: MLflow tracking URI.
         artifact_root: Artifact location for a new experiment ('' lets the server choose).
         model_name: Registered model name (also the experiment name).
-        alias: Alias to point at the new version (``champion`` or ``challenger``).
-        source_batch: The newest batch in the training data.
+        alias: Alias to point at the new version: ``challenger``, or ``champion`` for a model's
+            first version.
+        source_batches: The batches of the training data, comma-separated, oldest first.
         pipeline_run: The KFP run that trained it.
+        incident: The incident that caused the training ('' for none).
+        study: The Optuna study its parameters came from ('' when untuned).
 
     Returns:
         The new version number.
     """
     from pathlib import Path
 
-    from components.register.core import register_model
+    from components.register.core import Lineage, register_model
 
+    lineage = Lineage(tuple(b for b in source_batches.split(",") if b), incident, pipeline_run, study)
     ref = register_model(
         tracking_uri=tracking_uri,
         artifact_root=artifact_root,
@@ -46,7 +52,7 @@ def register_model_version(
         model_dir=Path(model.path),
         training_data=[Path(training_data.path)],
         alias=alias,
-        tags={"driftpilot.source_batch": source_batch, "driftpilot.kfp_run": pipeline_run},
+        lineage=lineage,
     )
     return ref.version
 
@@ -54,7 +60,7 @@ def register_model_version(
 @dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
 def fetch_champion(
     tracking_uri: str, model_name: str, model: Output[Model], reference: Output[Dataset], baseline: Output[Artifact]
-) -> NamedTuple("Champion", [("version", str), ("baseline_auc", float)]):
+) -> NamedTuple("Champion", [("version", str), ("baseline_auc", float), ("params", str)]):
     """Copy the serving champion and its training reference sample out of MLflow.
 
     Args:
@@ -65,11 +71,14 @@ def fetch_champion(
         baseline: The champion's validation metrics (JSON).
 
     Returns:
-        The champion's version and its validation AUC.
+        The champion's version, its validation AUC and its training parameters (JSON; a tuning
+        study's warm start).
     """
+    import json
     from pathlib import Path
 
-    from components.common.storage import write_json
+    from components.common.storage import read_json, write_json
+    from components.register.core import PARAMS_FILE
     from components.register.core import fetch_champion as fetch
 
     ref = fetch(
@@ -79,22 +88,23 @@ def fetch_champion(
         reference_path=Path(reference.path),
     )
     write_json(ref.metrics, Path(baseline.path))
-    return (ref.version, float(ref.metrics.get("auc", float("nan"))))
+    params_file = Path(model.path) / PARAMS_FILE
+    params = json.dumps(read_json(params_file), sort_keys=True) if params_file.exists() else ""
+    return (ref.version, float(ref.metrics.get("auc", float("nan"))), params)
 
 
 @dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
 def promote_champion(tracking_uri: str, model_name: str, version: str) -> str:
-    """Point the ``champion`` alias at a version; serving follows the alias.
+    """Point the ``champion`` alias at a version the gate passed; serving follows the alias.
 
     Args:
         tracking_uri: MLflow tracking URI.
         model_name: Registered model name.
-        version: The version to promote.
+        version: The version to promote (its gate verdict must be ``promote``).
 
     Returns:
-        The promoted version.
+        The version that was champion before ('' for none).
     """
-    from components.register.core import set_alias
+    from components.register.core import promote
 
-    set_alias(tracking_uri=tracking_uri, model_name=model_name, version=version)
-    return version
+    return promote(tracking_uri=tracking_uri, model_name=model_name, version=version)

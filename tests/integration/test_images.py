@@ -35,7 +35,7 @@ from components.common.store import Store
 from components.common.task import TaskSpec, load_task
 from components.features.core import input_columns
 from components.ingest.core import ingest_to_table, open_source, read_export
-from components.register.core import CHAMPION, register_model
+from components.register.core import CHAMPION, Lineage, register_model
 from components.train.core import TrainConfig, train_files
 from components.train.model import TrainedModel
 from components.validate.core import validate_events
@@ -241,7 +241,7 @@ def registry(gdelt_dir: Path, mlflow_server: str, tmp_path_factory: pytest.TempP
         model_name=MODEL_NAME,
         model_dir=model_dir,
         training_data=[table],
-        tags={"test": "images"},
+        lineage=Lineage(source_batches=(BATCH,), kfp_run="images-test"),
         alias=CHAMPION,
     )
     task = load_task(MODEL_NAME)

@@ -16,7 +16,7 @@ from components.common.task import TaskSpec, load_task
 from components.deploy.core import LocalDeployment, deploy_local, read_deployment, stop_local
 from components.features.core import input_columns
 from components.ingest.core import read_export
-from components.register.core import CHAMPION, register_model, set_alias
+from components.register.core import CHAMPION, Lineage, promote, record_gate, register_model
 from components.train.core import TrainConfig, train_files
 from components.train.model import TrainedModel
 from components.validate.core import validate_events
@@ -55,7 +55,7 @@ def _train_and_register(registry_dir: Path, table: Path, name: str, config: Trai
         model_name=MODEL_NAME,
         model_dir=model_dir,
         training_data=[table],
-        tags={"test": name},
+        lineage=Lineage(source_batches=(Path(EXPORT).name.split(".")[0],), kfp_run=f"serve-test-{name}"),
         alias=alias,
     )
     return model_dir
@@ -239,7 +239,10 @@ def test_redeploy_follows_the_champion_and_stop_ends_the_server(registry: Regist
             TrainConfig(num_leaves=7, learning_rate=0.2, min_child_samples=5, seed=7, num_threads=1),
             alias="challenger",
         )
-        set_alias(tracking_uri=registry.tracking_uri, model_name=MODEL_NAME, version="2")
+        # The serving test stands in for the gate: its verdict is what lets the alias move.
+        verdict = {"promote": True, "reason": "promoted by the serving test"}
+        record_gate(tracking_uri=registry.tracking_uri, model_name=MODEL_NAME, version="2", verdict=verdict)
+        promote(tracking_uri=registry.tracking_uri, model_name=MODEL_NAME, version="2")
         second = deploy_local(
             model_name=MODEL_NAME, model_uri=champion, tracking_uri=registry.tracking_uri, state_dir=state_dir
         )
@@ -262,4 +265,4 @@ def test_redeploy_follows_the_champion_and_stop_ends_the_server(registry: Regist
         assert stop_local(state_dir) is False
     finally:
         stop_local(state_dir)
-        set_alias(tracking_uri=registry.tracking_uri, model_name=MODEL_NAME, version="1")
+        promote(tracking_uri=registry.tracking_uri, model_name=MODEL_NAME, version="1")
