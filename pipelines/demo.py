@@ -175,7 +175,7 @@ def _replay(
         step = time.perf_counter()
         result = run_pipeline(
             drift_response_pipeline,
-            {**arguments, "batch_id": batch},
+            {**settings.drift_response_arguments(), "source": source, "batch_id": batch},
             log_path=settings.logs_dir / f"drift-response-{batch}.log",
         )
         serving = _serving_version(settings)

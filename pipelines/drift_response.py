@@ -2,7 +2,9 @@
 
 ingest → check data quality → validate → fetch champion → detect drift → evaluate champion →
 decide (a data-quality incident is never drift) → if retrain:
-select window → train → register challenger → gate → if better: promote → deploy.
+select window → tune (an Optuna study, warm-started from the champion, tuned by parallel
+workers) → train with the best parameters → register challenger (with its lineage) → gate
+(verdict recorded in MLflow) → if it passes: promote → deploy.
 """
 
 from typing import NamedTuple
@@ -17,8 +19,9 @@ from components.gate.component import gate_challenger
 from components.ingest.component import ingest_gdelt
 from components.quality.component import check_data_quality
 from components.register.component import fetch_champion, promote_champion, register_model_version
-from components.train.component import select_training_window, train_lightgbm
+from components.train.component import select_training_window, train_classifier
 from components.validate.component import validate_gdelt
+from pipelines.tuning import tune_study
 
 
 class DriftResponse(NamedTuple):
@@ -42,6 +45,7 @@ def drift_response_pipeline(
     tracking_uri: str,
     artifact_root: str,
     serving_dir: str,
+    study_storage: str,
     batch_id: str = "latest",
     model_name: str = "gdelt-tone",
     task: str = "gdelt-tone",
@@ -57,6 +61,11 @@ def drift_response_pipeline(
     min_rows: int = 200,
     window_batches: int = 96,
     holdout_fraction: float = 0.3,
+    algorithm: str = "lightgbm",
+    tune_workers: list = [0, 1],  # noqa: B006 (a KFP pipeline parameter's default)
+    tune_trials: int = 8,
+    tune_seconds: float = 300.0,
+    prefer_challenger: bool = False,
     seed: int = 42,
     serving_port: int = 0,
     ingest_workers: int = 0,
@@ -70,6 +79,8 @@ def drift_response_pipeline(
         tracking_uri: MLflow tracking URI.
         artifact_root: MLflow artifact location for a new experiment ('' lets the server choose).
         serving_dir: Folder of the local model server's state.
+        study_storage: Optuna storage the tuning workers share (a journal file locally, the
+            chart's database in a cluster); each run's study is named after the run.
         batch_id: The new batch, ``YYYYMMDDHHMMSS``, or ``latest`` for the source's newest
             (``lastupdate.txt`` on a GDELT feed), which is what a recurring run asks for.
         model_name: Registered model name.
@@ -87,6 +98,12 @@ def drift_response_pipeline(
         window_batches: Validated batches in the retraining window (96: a day of GDELT's 15-minute
             batches), the current one included.
         holdout_fraction: Share of the batch held out for the promotion gate.
+        algorithm: ``lightgbm`` or ``catboost``.
+        tune_workers: One index per tuning worker; each runs as its own step (a pod in a cluster).
+        tune_trials: Trials of the study, over all workers (1: only the champion's parameters).
+        tune_seconds: Wall-clock budget of the study.
+        prefer_challenger: The gate also promotes a challenger that is equivalent (non-inferior),
+            not only a better one.
         seed: Training seed.
         serving_port: Model server port (0 picks a free one).
         ingest_workers: Dask workers (0: ingest the one batch in the step's own pod).
@@ -138,7 +155,22 @@ def drift_response_pipeline(
             window_batches=window_batches,
             holdout_fraction=holdout_fraction,
         ).after(validate)
-        train = train_lightgbm(data=window.outputs["train_data"], task=task, seed=seed)
+        tuned = tune_study(
+            data=window.outputs["train_data"],
+            study_storage=study_storage,
+            study_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            task=task,
+            workers=tune_workers,
+            trials=tune_trials,
+            seconds=tune_seconds,
+            pruner="median",
+            seed=seed,
+            warm_start=champion.outputs["params"],
+            algorithm=algorithm,
+        )
+        train = train_classifier(
+            data=window.outputs["train_data"], task=task, seed=seed, algorithm=algorithm, params=tuned.output
+        )
         register = register_model_version(
             model=train.outputs["model"],
             training_data=window.outputs["train_data"],
@@ -146,11 +178,20 @@ def drift_response_pipeline(
             artifact_root=artifact_root,
             model_name=model_name,
             alias="challenger",
-            source_batch=batch,
+            source_batches=window.outputs["batches"],
             pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            # The batch that raised the incident names it until incidents carry their own ids.
+            incident=batch,
+            study=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
         )
         gate = gate_challenger(
-            champion=champion.outputs["model"], challenger=train.outputs["model"], holdout=window.outputs["holdout"]
+            champion=champion.outputs["model"],
+            challenger=train.outputs["model"],
+            holdout=window.outputs["holdout"],
+            tracking_uri=tracking_uri,
+            model_name=model_name,
+            version=register.outputs["Output"],
+            prefer_challenger=prefer_challenger,
         )
         with dsl.If(gate.outputs["Output"] == True, name="promote"):  # noqa: E712 (a KFP condition)
             promote = promote_champion(

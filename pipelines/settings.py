@@ -25,6 +25,8 @@ class Settings:
         serving_port: Local model server port, 0 for a free one (``DRIFTPILOT_SERVING_PORT``).
         lake_uri: The lake, a local folder or ``s3://bucket/prefix`` (``DRIFTPILOT_LAKE``, default
             ``<home>/lake``; S3 settings as in ``components.common.store``).
+        study_storage: Optuna storage of the tuning studies (``DRIFTPILOT_OPTUNA_STORAGE``, default
+            a journal file under home).
     """
 
     home: Path
@@ -35,6 +37,7 @@ class Settings:
     task: str = "gdelt-tone"
     serving_port: int = 0
     lake_uri: str = ""
+    study_storage: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -59,6 +62,7 @@ class Settings:
             task=env.get("DRIFTPILOT_TASK", "gdelt-tone"),
             serving_port=int(env.get("DRIFTPILOT_SERVING_PORT", "0")),
             lake_uri=env.get("DRIFTPILOT_LAKE", ""),
+            study_storage=env.get("DRIFTPILOT_OPTUNA_STORAGE", f"journal:{home / 'optuna' / 'studies.log'}"),
         )
         if "data_dir" in given:
             given["data_dir"] = Path(str(given["data_dir"])).resolve()
@@ -83,6 +87,12 @@ class Settings:
     def logs_dir(self) -> Path:
         """Logs of local pipeline runs."""
         return self.home / "logs"
+
+    def drift_response_arguments(self) -> dict[str, object]:
+        """Arguments of the drift-response pipeline beyond those the pipelines share."""
+        if self.study_storage.startswith("journal:"):
+            Path(self.study_storage.removeprefix("journal:")).parent.mkdir(parents=True, exist_ok=True)
+        return {**self.pipeline_arguments(), "study_storage": self.study_storage}
 
     def pipeline_arguments(self) -> dict[str, object]:
         """Arguments both pipelines share."""

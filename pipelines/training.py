@@ -6,7 +6,7 @@ from components.deploy.component import deploy_champion
 from components.ingest.component import ingest_gdelt
 from components.quality.component import check_range_quality
 from components.register.component import register_model_version
-from components.train.component import train_lightgbm
+from components.train.component import train_classifier
 from components.validate.component import validate_gdelt
 
 
@@ -22,6 +22,7 @@ def training_pipeline(
     model_name: str = "gdelt-tone",
     task: str = "gdelt-tone",
     seed: int = 42,
+    algorithm: str = "lightgbm",
     serving_port: int = 0,
     ingest_workers: int = 2,
     dask_cluster: str = "local",
@@ -39,6 +40,7 @@ def training_pipeline(
         model_name: Registered model name.
         task: Built-in task name or task YAML path.
         seed: Training seed.
+        algorithm: ``lightgbm`` or ``catboost``.
         serving_port: Model server port (0 picks a free one).
         ingest_workers: Dask workers ingesting the range.
         dask_cluster: ``local``, ``kubernetes`` (Dask operator) or a scheduler address.
@@ -54,7 +56,7 @@ def training_pipeline(
     # Incidents (a missing or re-published batch, a schema break) are quarantined, not trained on.
     quality = check_range_quality(lake_dir=lake_dir, since=since, until=until).after(ingest)
     validate = validate_gdelt(raw=quality.outputs["clean"], batch_id=quality.outputs["Output"], lake_dir=lake_dir)
-    train = train_lightgbm(data=validate.outputs["valid"], task=task, seed=seed)
+    train = train_classifier(data=validate.outputs["valid"], task=task, seed=seed, algorithm=algorithm)
     register = register_model_version(
         model=train.outputs["model"],
         training_data=validate.outputs["valid"],
@@ -62,7 +64,7 @@ def training_pipeline(
         artifact_root=artifact_root,
         model_name=model_name,
         alias="champion",
-        source_batch=quality.outputs["Output"],
+        source_batches=quality.outputs["kept"],
         pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
     )
     deploy_champion(tracking_uri=tracking_uri, model_name=model_name, serving_dir=serving_dir, port=serving_port).after(

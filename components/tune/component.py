@@ -1,13 +1,21 @@
 """KFP wrappers of the tuning stage: create a study, run a worker, select the best trial."""
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Metrics, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
 
 from components.common.images import COMPONENTS_IMAGE
 
 
 @dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
-def create_tuning_study(storage: str, study_name: str, trials: int, seconds: float, warm_start: str) -> str:
+def create_tuning_study(
+    storage: str,
+    study_name: str,
+    trials: int,
+    seconds: float,
+    warm_start: str,
+    study: Output[Artifact],
+    algorithm: str = "lightgbm",
+) -> str:
     """Create the Optuna study the workers share, with its budget and an optional warm start.
 
     Args:
@@ -15,53 +23,81 @@ def create_tuning_study(storage: str, study_name: str, trials: int, seconds: flo
         study_name: Study name (reused when it exists).
         trials: Trials that train, over all workers.
         seconds: Wall-clock seconds from now after which no trial starts.
-        warm_start: The champion's parameters as JSON, tried first ('' for none).
+        warm_start: The champion's training parameters as JSON, tried first when it used the
+            same library ('' for none).
+        study: The study's name (JSON ``{"name": ...}``) for the workers: an artifact reaches
+            the tasks of a ``ParallelFor`` intact on every runner (kfp.local 2.17 hands them the
+            loop item in place of an upstream parameter, and the iteration's name for a run-name
+            placeholder).
+        algorithm: ``lightgbm`` or ``catboost``.
 
     Returns:
         The study name.
     """
     import json
+    from pathlib import Path
 
-    from components.tune.core import TuneBudget, create_study
+    from components.common.storage import write_json
+    from components.tune.core import TuneBudget, create_study, warm_start_params
 
-    params = json.loads(warm_start) if warm_start else None
-    return create_study(storage=storage, name=study_name, budget=TuneBudget(trials, seconds), warm_start=params)
+    params = warm_start_params(algorithm, json.loads(warm_start)) if warm_start else None
+    create_study(storage=storage, name=study_name, budget=TuneBudget(trials, seconds), warm_start=params)
+    write_json({"name": study_name}, Path(study.path))
+    return study_name
 
 
 @dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
 def tune_worker(
-    data: Input[Dataset], storage: str, study_name: str, task: str, worker: int, pruner: str, seed: int
+    data: Input[Dataset],
+    study: Input[Artifact],
+    storage: str,
+    task: str,
+    worker: int,
+    pruner: str,
+    seed: int,
+    algorithm: str = "lightgbm",
 ) -> int:
     """Run trials of the shared study on the training rows until its budget is spent.
 
     Args:
         data: Validated training rows (Parquet).
+        study: The study to tune (``create_tuning_study``'s ``study``).
         storage: Study storage.
-        study_name: Study name.
         task: Built-in task name or task YAML path.
         worker: This worker's index (seeds its sampler).
         pruner: ``median``, ``hyperband`` or ``none``.
-        seed: Base seed of samplers and LightGBM.
+        seed: Base seed of samplers and the library.
+        algorithm: ``lightgbm`` or ``catboost``.
 
     Returns:
         Trials this worker ran.
     """
     from pathlib import Path
 
-    from components.common.storage import read_table
+    from components.common.storage import read_json, read_table
     from components.common.task import load_task
     from components.tune.core import TuneConfig, run_worker
 
-    config = TuneConfig(pruner=pruner, seed=seed)
+    config = TuneConfig(algorithm=algorithm, pruner=pruner, seed=seed)
     frame = read_table(Path(data.path))
     return run_worker(
-        storage=storage, name=study_name, frame=frame, task=load_task(task), config=config, worker=int(worker)
+        storage=storage,
+        name=read_json(Path(study.path))["name"],
+        frame=frame,
+        task=load_task(task),
+        config=config,
+        worker=int(worker),
     )
 
 
 @dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
 def select_best_params(
-    storage: str, study_name: str, worker_trials: list, summary: Output[Artifact], metrics: Output[Metrics]
+    storage: str,
+    study_name: str,
+    worker_trials: list,
+    summary: Output[Artifact],
+    report: Output[HTML],
+    metrics: Output[Metrics],
 ) -> str:
     """Read the study's best trial, once every worker is done.
 
@@ -69,7 +105,8 @@ def select_best_params(
         storage: Study storage.
         study_name: Study name.
         worker_trials: Trials each worker ran.
-        summary: The study summary (JSON): best parameters and value, trial counts.
+        summary: The study summary (JSON): best parameters and value, trial counts, importances.
+        report: The summary and the parameter-importance bars (HTML, for the KFP UI).
         metrics: Best validation log loss and trial counts.
 
     Returns:
@@ -80,10 +117,11 @@ def select_best_params(
     from pathlib import Path
 
     from components.common.storage import write_json
-    from components.tune.core import summarize_study
+    from components.tune.core import study_report, summarize_study
 
     result = summarize_study(storage=storage, name=study_name)
     write_json(asdict(result), Path(summary.path))
+    Path(report.path).write_text(study_report(result, study_name), encoding="utf-8")
     metrics.log_metric("best_log_loss", result.best_value)
     metrics.log_metric("complete", result.complete)
     metrics.log_metric("pruned", result.pruned)

@@ -7,10 +7,10 @@ trials until either is spent. Trial numbers are assigned by the storage, so a wo
 a number beyond the budget ends that trial unrun (state ``FAIL``, attribute ``over_budget``) and
 stops: however many workers race, no more than the budgeted trials train.
 
-Each trial trains LightGBM on the training rows and is scored by its validation log loss (the
-rows ``train_model`` would hold out); the median pruner (or Hyperband) stops a trial whose loss
-per boosting round trails the others'. A warm start enqueues the champion's parameters as the
-first trial.
+Each trial trains LightGBM or CatBoost (``components.train.trainers``) on the training rows and
+is scored by its validation log loss (the rows ``train_model`` would hold out, undersampled as
+it would); the median pruner (or Hyperband) stops a trial whose loss per boosting round trails
+the others'. A warm start enqueues the champion's parameters as the first trial.
 """
 
 import math
@@ -33,12 +33,17 @@ __all__ = [
     "create_study",
     "open_storage",
     "run_worker",
+    "study_report",
     "summarize_study",
+    "warm_start_params",
 ]
 
 PRUNERS = ("median", "hyperband", "none")
 _DEADLINE = "deadline"
 _BUDGET = "budget_trials"
+_WARM = "warm_start"
+_STARTUP_TRIALS = 10
+"""Random trials before TPE models the losses (Optuna's default)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class TuneConfig:
     """How each trial trains.
 
     Attributes:
+        algorithm: ``lightgbm`` or ``catboost``.
         pruner: ``median``, ``hyperband`` or ``none``.
         num_boost_round: Boosting rounds per trial at most.
         early_stopping_rounds: Rounds without improvement before a trial stops on its own.
@@ -71,6 +77,7 @@ class TuneConfig:
         seed: Seed of the sampler (per worker: seed + worker index) and of LightGBM.
     """
 
+    algorithm: str = "lightgbm"
     pruner: str = "median"
     num_boost_round: int = 200
     early_stopping_rounds: int = 30
@@ -88,12 +95,14 @@ class TuneSummary:
     """Where a study stands.
 
     Attributes:
-        best_params: The best trial's LightGBM parameters.
+        best_params: The best trial's library parameters.
         best_value: Its validation log loss.
         best_number: Its trial number.
         complete: Trials that ran to the end.
         pruned: Trials the pruner stopped.
         over_budget: Trials drawn beyond the budget and not run.
+        importance: Each tuned parameter's share of the variance of the loss (Optuna's fANOVA);
+            empty with fewer than two complete trials.
     """
 
     best_params: dict[str, Any]
@@ -102,6 +111,7 @@ class TuneSummary:
     complete: int
     pruned: int
     over_budget: int
+    importance: dict[str, float]
 
 
 def open_storage(url: str) -> Any:
@@ -145,33 +155,57 @@ def create_study(*, storage: str, name: str, budget: TuneBudget, warm_start: dic
     if _DEADLINE not in study.user_attrs:
         study.set_user_attr(_DEADLINE, time.time() + budget.seconds)
         study.set_user_attr(_BUDGET, budget.trials)
+        study.set_user_attr(_WARM, bool(warm_start))
         if warm_start:
             study.enqueue_trial(warm_start, skip_if_exists=True)
     return name
 
 
-def _suggest(trial: Any) -> dict[str, Any]:
-    return {
-        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
-        "num_leaves": trial.suggest_int("num_leaves", 8, 128, log=True),
-        "min_child_samples": trial.suggest_int("min_child_samples", 5, 100, log=True),
-        "feature_fraction": trial.suggest_float("feature_fraction", 0.5, 1.0),
-        "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 10.0, log=True),
-    }
+class _SpaceRecorder:
+    """Stands in for an Optuna trial to list the names a trainer's search space draws."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def suggest_float(self, name: str, low: float, high: float, **_: Any) -> float:
+        self.names.append(name)
+        return low
+
+    def suggest_int(self, name: str, low: int, high: int, **_: Any) -> int:
+        self.names.append(name)
+        return low
 
 
-def _pruning_callback(trial: Any) -> Any:
+def warm_start_params(algorithm: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The champion's values of the parameters a study of ``algorithm`` tunes, if it has them all.
+
+    Args:
+        algorithm: The study's library.
+        params: The champion's training parameters (its ``params.json``).
+
+    Returns:
+        The parameters to enqueue, or None when the champion used another library or lacks one.
+    """
+    from components.train.trainers import get_trainer
+
+    if params.get("algorithm", "lightgbm") != algorithm:
+        return None
+    recorder = _SpaceRecorder()
+    get_trainer(algorithm).suggest(recorder)
+    picked = {name: params[name] for name in recorder.names if name in params}
+    return picked if len(picked) == len(recorder.names) else None
+
+
+def _reporter(trial: Any) -> Any:
     """Report each round's validation log loss to the trial; stop it when the pruner says so."""
     import optuna
 
-    def callback(env: Any) -> None:
-        for data_name, metric, value, _ in env.evaluation_result_list:
-            if data_name == "valid" and metric == "binary_logloss":
-                trial.report(value, env.iteration)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned at round {env.iteration}")
+    def on_round(iteration: int, value: float) -> None:
+        trial.report(value, iteration)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at round {iteration}")
 
-    return callback
+    return on_round
 
 
 def run_worker(
@@ -193,33 +227,35 @@ def run_worker(
     Raises:
         DataValidationError: When the rows hold too few examples or one class.
     """
-    import lightgbm as lgb
     import optuna
     from optuna.trial import TrialState
 
-    from components.train.core import validation_rows
+    from components.train.core import undersample, validation_rows
+    from components.train.trainers import get_trainer
 
     labels = build_labels(frame, task)
+    kept = undersample(frame, labels, task)
     held = validation_rows(frame, task, config.valid_fraction)
-    if len(frame) < 50 or labels[~held].nunique() < 2 or labels[held].nunique() < 2:
+    fit_rows, stop_rows = ~held & kept, held & kept
+    if len(frame) < 50 or labels[fit_rows].nunique() < 2 or labels[stop_rows].nunique() < 2:
         raise DataValidationError(f"cannot tune {task.name!r} on {len(frame)} rows: need both classes on both sides")
     features = build_features(frame, task)
-    # Built once for every trial; trials change min_data_in_leaf, so no feature is pre-filtered.
-    train = lgb.Dataset(
-        features[~held],
-        labels[~held],
-        categorical_feature=list(task.categorical),
-        free_raw_data=False,
-        params={"feature_pre_filter": False},
+    trainer = get_trainer(config.algorithm)
+    # Built once for every trial.
+    data = trainer.prepare(
+        (features[fit_rows], labels[fit_rows]), (features[stop_rows], labels[stop_rows]), task.categorical
     )
-    valid = lgb.Dataset(features[held], labels[held], reference=train)
     study = optuna.load_study(
         study_name=name,
         storage=open_storage(storage),
-        sampler=optuna.samplers.TPESampler(seed=config.seed + worker),
         pruner=_pruner(config.pruner),
     )
     deadline, trials = float(study.user_attrs[_DEADLINE]), int(study.user_attrs[_BUDGET])
+    # Anchored on the champion's trial, a warm-started study's TPE models the losses after 3 random draws.
+    startup = 3 if study.user_attrs.get(_WARM) else _STARTUP_TRIALS
+    study.sampler = optuna.samplers.TPESampler(seed=config.seed + worker, n_startup_trials=startup)
+    # Without a pruner, reporting each round would only write to the shared storage.
+    reporter = _reporter if config.pruner != "none" else lambda trial: None
     ran = 0
     while time.time() < deadline:
         trial = study.ask()
@@ -227,23 +263,15 @@ def run_worker(
             trial.set_user_attr("over_budget", True)
             study.tell(trial, state=TrialState.FAIL)
             break
-        params = {
-            "objective": "binary",
-            "metric": "binary_logloss",
-            "seed": config.seed,
-            "deterministic": True,
-            "num_threads": config.threads,
-            "verbosity": -1,
-            **_suggest(trial),
-        }
         try:
-            booster = lgb.train(
-                params,
-                train,
-                num_boost_round=config.num_boost_round,
-                valid_sets=[valid],
-                valid_names=["valid"],
-                callbacks=[_pruning_callback(trial), lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
+            fitted = trainer.fit(
+                data,
+                trainer.suggest(trial),
+                rounds=config.num_boost_round,
+                early_stopping=config.early_stopping_rounds,
+                seed=config.seed,
+                threads=config.threads,
+                on_round=reporter(trial),
             )
         except optuna.TrialPruned:
             study.tell(trial, state=TrialState.PRUNED)
@@ -251,8 +279,8 @@ def run_worker(
             study.tell(trial, state=TrialState.FAIL)  # never left RUNNING in the shared study
             raise
         else:
-            trial.set_user_attr("best_iteration", int(booster.best_iteration))
-            study.tell(trial, float(booster.best_score["valid"]["binary_logloss"]))
+            trial.set_user_attr("best_iteration", fitted.best_iteration)
+            study.tell(trial, fitted.valid_log_loss)
         ran += 1
     return ran
 
@@ -272,6 +300,12 @@ def summarize_study(*, storage: str, name: str) -> TuneSummary:
     if not complete:
         raise ConfigError(f"study {name!r} has no completed trial")
     best = min(complete, key=lambda t: t.value if t.value is not None else math.inf)
+    importance: dict[str, float] = {}
+    if len(complete) >= 2:
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+        importance = {
+            k: float(v) for k, v in optuna.importance.get_param_importances(study, evaluator=evaluator).items()
+        }
     return TuneSummary(
         best_params=dict(best.params),
         best_value=float(best.value if best.value is not None else np.nan),
@@ -279,4 +313,33 @@ def summarize_study(*, storage: str, name: str) -> TuneSummary:
         complete=len(complete),
         pruned=sum(t.state == TrialState.PRUNED for t in trials),
         over_budget=sum(bool(t.user_attrs.get("over_budget")) for t in trials),
+        importance=importance,
+    )
+
+
+def study_report(summary: TuneSummary, name: str) -> str:
+    """An HTML page of a study for the KFP UI: the counts, the best trial and the parameter importances.
+
+    Args:
+        summary: The study's summary.
+        name: The study's name.
+
+    Returns:
+        A self-contained HTML page (bars drawn in CSS, no script).
+    """
+    from html import escape
+
+    bars = "".join(
+        f"<tr><td>{escape(param)}</td><td><div style='background:#4477aa;height:1em;width:{share * 300:.0f}px'>"
+        f"</div></td><td>{share:.1%}</td></tr>"
+        for param, share in summary.importance.items()
+    )
+    best = "".join(f"<tr><td>{escape(k)}</td><td>{v:.4g}</td></tr>" for k, v in summary.best_params.items())
+    return (
+        f"<html><head><meta charset='utf-8'><title>{escape(name)}</title></head><body style='font-family:sans-serif'>"
+        f"<h2>Optuna study {escape(name)}</h2>"
+        f"<p>{summary.complete} complete, {summary.pruned} pruned, {summary.over_budget} over budget; "
+        f"best validation log loss {summary.best_value:.5f} (trial {summary.best_number}).</p>"
+        f"<h3>Parameter importance (fANOVA)</h3><table>{bars or '<tr><td>fewer than two complete trials</td></tr>'}"
+        f"</table><h3>Best parameters</h3><table>{best}</table></body></html>"
     )

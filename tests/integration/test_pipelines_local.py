@@ -8,7 +8,7 @@ import requests
 
 from components.deploy.core import read_deployment, stop_local
 from components.ingest.mirror import GdeltMirror
-from components.register.core import find_alias
+from components.register.core import find_alias, lineage_of
 from pipelines.drift_response import drift_response_pipeline
 from pipelines.local import init_local, run_pipeline
 from pipelines.settings import Settings
@@ -54,6 +54,7 @@ def test_training_then_drift_response_on_real_batches(settings: Settings, feed: 
     assert requests.get(f"{deployment.url}/v2/models/{settings.model_name}/ready", timeout=5).status_code == 200
 
     # A batch under the normal policy: the champion is measured and the decision explained.
+    arguments = {**settings.drift_response_arguments(), "source": feed.url, "ingest_workers": 0}
     first = run_pipeline(
         drift_response_pipeline,
         {**arguments, "batch_id": BATCHES[1]},
@@ -71,6 +72,7 @@ def test_training_then_drift_response_on_real_batches(settings: Settings, feed: 
             "batch_id": BATCHES[2],
             "severe_auc_drop": -1.0,
             "evidently": "always",
+            "tune_trials": 4,
         },
         log_path=settings.logs_dir / "r2.log",
     )
@@ -81,6 +83,13 @@ def test_training_then_drift_response_on_real_batches(settings: Settings, feed: 
     assert now is not None
     gate = json.loads(next(settings.pipeline_root.rglob("gate-challenger/result")).read_text())
     assert gate["promote"] == (now.version == challenger.version)
+    # The challenger's lineage and the gate's verdict are read back from MLflow.
+    lineage = lineage_of(tracking_uri=settings.tracking_uri, model_name=settings.model_name, version=challenger.version)
+    assert lineage["source_batches"] == list(BATCHES[:3]) and lineage["incident"] == BATCHES[2]
+    assert lineage["kfp_run"].startswith("driftpilot-drift-response") and lineage["study"] == lineage["kfp_run"]
+    assert lineage["gate"] == ("promote" if gate["promote"] else "keep") and lineage["gate_reason"] == gate["reason"]
+    study = json.loads(next(settings.pipeline_root.rglob("select-best-params/summary")).read_text())
+    assert study["complete"] + study["pruned"] == 4 and set(study["importance"]) == set(study["best_params"])
     assert read_deployment(settings.serving_dir).model_version == now.version  # type: ignore[union-attr]
     pages = [p.read_text() for p in settings.pipeline_root.rglob("detect-data-drift/html")]
     assert any("Drifted Columns" in page for page in pages)  # Evidently's report, asked for always

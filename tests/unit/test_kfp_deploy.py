@@ -27,6 +27,7 @@ REQUIRED = {
     "tracking_uri": "http://driftpilot-mlflow:5000",
     "artifact_root": "",
     "serving_dir": "/tmp/serving",
+    "study_storage": "postgresql://driftpilot@driftpilot-postgresql:5432/optuna",
 }
 
 

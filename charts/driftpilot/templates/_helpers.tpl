@@ -276,7 +276,8 @@ Secret, so no URL, argument or ConfigMap ever holds it. driftpilot.postgresql.ur
 
 {{/* The drift-response pipeline's parameters (camelCase values to the pipeline's snake_case names). */}}
 {{- define "driftpilot.pipeline.parameters" -}}
-{{- $defaults := dict "lakeDir" .Values.lake.uri "trackingUri" (include "driftpilot.mlflow.trackingUri" .) "artifactRoot" "" "servingDir" "/tmp/driftpilot-serving" }}
+{{- $studies := include "driftpilot.postgresql.url" (dict "ctx" . "database" .Values.optuna.database) }}
+{{- $defaults := dict "lakeDir" .Values.lake.uri "trackingUri" (include "driftpilot.mlflow.trackingUri" .) "artifactRoot" "" "servingDir" "/tmp/driftpilot-serving" "studyStorage" $studies }}
 {{- $params := merge (deepCopy .Values.kfpDeploy.parameters) $defaults }}
 {{- range $name := keys $params | sortAlpha }}
 - --param
