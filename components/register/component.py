@@ -71,14 +71,14 @@ def fetch_champion(
         baseline: The champion's validation metrics (JSON).
 
     Returns:
-        The champion's version, its validation AUC and its training parameters (JSON; a tuning
-        study's warm start).
+        The champion's version, its validation AUC and its training parameters (JSON, with the
+        Optuna study they came from under ``study``; a tuning study's warm start).
     """
     import json
     from pathlib import Path
 
     from components.common.storage import read_json, write_json
-    from components.register.core import PARAMS_FILE
+    from components.register.core import PARAMS_FILE, lineage_of
     from components.register.core import fetch_champion as fetch
 
     ref = fetch(
@@ -89,7 +89,9 @@ def fetch_champion(
     )
     write_json(ref.metrics, Path(baseline.path))
     params_file = Path(model.path) / PARAMS_FILE
-    params = json.dumps(read_json(params_file), sort_keys=True) if params_file.exists() else ""
+    # The study the champion's parameters came from travels with them (a warm start reads its best trials).
+    study = lineage_of(tracking_uri=tracking_uri, model_name=model_name, version=ref.version)["study"]
+    params = json.dumps({**read_json(params_file), "study": study}, sort_keys=True) if params_file.exists() else ""
     return (ref.version, float(ref.metrics.get("auc", float("nan"))), params)
 
 

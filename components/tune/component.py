@@ -24,7 +24,7 @@ def create_tuning_study(
         trials: Trials that train, over all workers.
         seconds: Wall-clock seconds from now after which no trial starts.
         warm_start: The champion's training parameters as JSON, tried first when it used the
-            same library ('' for none).
+            same library, then the best 5 trials of the study named under ``study`` ('' for none).
         study: The study's name (JSON ``{"name": ...}``) for the workers: an artifact reaches
             the tasks of a ``ParallelFor`` intact on every runner (kfp.local 2.17 hands them the
             loop item in place of an upstream parameter, and the iteration's name for a run-name
@@ -38,10 +38,14 @@ def create_tuning_study(
     from pathlib import Path
 
     from components.common.storage import write_json
-    from components.tune.core import TuneBudget, create_study, warm_start_params
+    from components.tune.core import TuneBudget, create_study, top_trials, warm_start_params
 
-    params = warm_start_params(algorithm, json.loads(warm_start)) if warm_start else None
-    create_study(storage=storage, name=study_name, budget=TuneBudget(trials, seconds), warm_start=params)
+    champion = json.loads(warm_start) if warm_start else {}
+    first = warm_start_params(algorithm, champion) if champion else None
+    # Then the best trials of the study the champion came from, when it tuned the same library.
+    earlier = top_trials(storage=storage, name=champion.get("study", ""), count=5) if first else []
+    warm = [first, *(p for p in earlier if p != first)] if first else []
+    create_study(storage=storage, name=study_name, budget=TuneBudget(trials, seconds), warm_start=warm)
     write_json({"name": study_name}, Path(study.path))
     return study_name
 

@@ -35,6 +35,7 @@ __all__ = [
     "run_worker",
     "study_report",
     "summarize_study",
+    "top_trials",
     "warm_start_params",
 ]
 
@@ -135,14 +136,15 @@ def _pruner(name: str) -> Any:
     return optuna.pruners.NopPruner()
 
 
-def create_study(*, storage: str, name: str, budget: TuneBudget, warm_start: dict[str, Any] | None = None) -> str:
+def create_study(*, storage: str, name: str, budget: TuneBudget, warm_start: list[dict[str, Any]] | None = None) -> str:
     """Create a study (or reuse one of that name) with its budget, and enqueue a warm start.
 
     Args:
         storage: Study storage (see ``open_storage``).
         name: Study name.
         budget: Trials and seconds the study may spend; its deadline starts now.
-        warm_start: Parameters to try first (the champion's), enqueued once.
+        warm_start: Parameter sets to try first, in order (the champion's, then the best trials
+            of the study it came from), enqueued once.
 
     Returns:
         The study name.
@@ -156,8 +158,8 @@ def create_study(*, storage: str, name: str, budget: TuneBudget, warm_start: dic
         study.set_user_attr(_DEADLINE, time.time() + budget.seconds)
         study.set_user_attr(_BUDGET, budget.trials)
         study.set_user_attr(_WARM, bool(warm_start))
-        if warm_start:
-            study.enqueue_trial(warm_start, skip_if_exists=True)
+        for params in warm_start or []:
+            study.enqueue_trial(params, skip_if_exists=True)
     return name
 
 
@@ -196,14 +198,54 @@ def warm_start_params(algorithm: str, params: dict[str, Any]) -> dict[str, Any] 
     return picked if len(picked) == len(recorder.names) else None
 
 
-def _reporter(trial: Any) -> Any:
-    """Report each round's validation log loss to the trial; stop it when the pruner says so."""
+_SHRINKAGE_STEP = 0.05
+"""Pruning compares trials at equal cumulative shrinkage (rounds × learning rate), one step per 0.05."""
+
+
+def top_trials(*, storage: str, name: str, count: int) -> list[dict[str, Any]]:
+    """The parameters of a study's best complete trials, best first (none when there is no such study).
+
+    Args:
+        storage: Study storage.
+        name: Study name ('' for none).
+        count: Trials to return at most.
+
+    Returns:
+        Up to ``count`` parameter sets.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    if not name:
+        return []
+    try:
+        study = optuna.load_study(study_name=name, storage=open_storage(storage))
+    except KeyError:  # the champion's study lives in another storage, or was deleted
+        return []
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None]
+    return [dict(t.params) for t in sorted(done, key=lambda t: float(t.value or math.inf))[:count]]
+
+
+def _reporter(trial: Any, learning_rate: float) -> Any:
+    """Report the validation log loss to the trial at each step of cumulative shrinkage; prune when told.
+
+    Boosting at learning rate 0.01 needs ten times the rounds of 0.1 to make the same progress;
+    compared round by round, slow learners trail early and get pruned, though they are often
+    the best. Steps of cumulative shrinkage compare trials at equal progress instead.
+    """
     import optuna
 
+    last = -1
+
     def on_round(iteration: int, value: float) -> None:
-        trial.report(value, iteration)
+        nonlocal last
+        step = int((iteration + 1) * learning_rate / _SHRINKAGE_STEP + 1e-9)
+        if step == last:
+            return
+        last = step
+        trial.report(value, step)
         if trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at round {iteration}")
+            raise optuna.TrialPruned(f"pruned at round {iteration} (shrinkage step {step})")
 
     return on_round
 
@@ -254,8 +296,6 @@ def run_worker(
     # Anchored on the champion's trial, a warm-started study's TPE models the losses after 3 random draws.
     startup = 3 if study.user_attrs.get(_WARM) else _STARTUP_TRIALS
     study.sampler = optuna.samplers.TPESampler(seed=config.seed + worker, n_startup_trials=startup)
-    # Without a pruner, reporting each round would only write to the shared storage.
-    reporter = _reporter if config.pruner != "none" else lambda trial: None
     ran = 0
     while time.time() < deadline:
         trial = study.ask()
@@ -263,15 +303,18 @@ def run_worker(
             trial.set_user_attr("over_budget", True)
             study.tell(trial, state=TrialState.FAIL)
             break
+        params = trainer.suggest(trial)
+        # Without a pruner, reports would only be writes to the shared storage.
+        reporter = _reporter(trial, float(params["learning_rate"])) if config.pruner != "none" else None
         try:
             fitted = trainer.fit(
                 data,
-                trainer.suggest(trial),
+                params,
                 rounds=config.num_boost_round,
                 early_stopping=config.early_stopping_rounds,
                 seed=config.seed,
                 threads=config.threads,
-                on_round=reporter(trial),
+                on_round=reporter,
             )
         except optuna.TrialPruned:
             study.tell(trial, state=TrialState.PRUNED)

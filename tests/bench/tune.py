@@ -20,8 +20,9 @@ deadline is a day away, so only the trial budget ends it. Three measures:
    target ≤ 0.2% on the mean.
 3. Warm start: the rows are split at ``--split`` (DATEADDED): the OLDER slice (by default the
    2016 and 2019 batches and the 2024-10-22 day) and the NEWER slice (November-December 2024).
-   A champion study tunes the older slice; its best parameters (``summarize_study``) warm-start
-   a study on the newer slice, beside a cold study with the same budget. The champion and the
+   A champion study tunes the older slice; its 5 best trials' parameters (``top_trials``, best
+   first, as the drift response enqueues them) warm-start a study on the newer slice, beside a
+   cold study with the same budget. The champion and the
    cold study use seed s, the warm study seed s + 1000: with one seed its random start-up trials
    would be the cold study's shifted by one, and it would "reach" B_cold by copying it. Trials
    the warm study needs to reach the cold study's best B_cold (cumulative best, in trial-number
@@ -63,6 +64,7 @@ from components.tune.core import (  # noqa: E402
     open_storage,
     run_worker,
     summarize_study,
+    top_trials,
 )
 
 TASK = "gdelt-tone"
@@ -71,6 +73,7 @@ SPEEDUP_TARGET = 1.8
 PRUNING_TIME_TARGET = 2.5
 PRUNING_LOSS_TARGET = 0.002
 WARM_SEED_OFFSET = 1000
+WARM_TRIALS = 5
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,7 @@ def load_rows(data_dir: Path, task: TaskSpec, limit: int) -> pd.DataFrame:
     return rows.sort_values(task.time_column, kind="stable").reset_index(drop=True)
 
 
-def new_study(folder: Path, name: str, trials: int, warm_start: dict[str, Any] | None = None) -> str:
+def new_study(folder: Path, name: str, trials: int, warm_start: list[dict[str, Any]] | None = None) -> str:
     """Create a study in its own journal file under ``folder``; return its storage URL."""
     storage = f"journal:{folder / name}.log"
     create_study(storage=storage, name=name, budget=TuneBudget(trials, DEADLINE_S), warm_start=warm_start)
@@ -360,7 +363,7 @@ def tune_here(
     task: TaskSpec,
     config: TuneConfig,
     trials: int,
-    warm_start: dict[str, Any] | None = None,
+    warm_start: list[dict[str, Any]] | None = None,
 ) -> LocalStudy:
     """Create a study and spend its budget with one worker in this process."""
     storage = new_study(folder, name, trials, warm_start)
@@ -385,9 +388,9 @@ def measure_warm_start(folder: Path, rows: pd.DataFrame, task: TaskSpec, setting
         # With the cold study's seed, the warm study's random start-up trials would be the cold
         # study's, one trial later (an enqueued trial draws nothing from the sampler).
         warm_config = replace(config, seed=seed + WARM_SEED_OFFSET)
-        warm = tune_here(
-            folder, f"warm-{seed}", newer, task, warm_config, settings.trials, champion.summary.best_params
-        )
+        # The champion's parameters, then its study's next best trials (as the drift response does).
+        earlier = top_trials(storage=champion.storage, name=champion.name, count=WARM_TRIALS)
+        warm = tune_here(folder, f"warm-{seed}", newer, task, warm_config, settings.trials, earlier)
         needed = trials_to_reach(warm.storage, warm.name, cold.summary.best_value)
         row: dict[str, Any] = {
             "seed": seed,
