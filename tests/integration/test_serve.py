@@ -236,7 +236,7 @@ def test_redeploy_follows_the_champion_and_stop_ends_the_server(registry: Regist
             registry.work,
             registry.table,
             "v2",
-            TrainConfig(num_leaves=7, learning_rate=0.2, min_child_samples=5, seed=7, num_threads=1),
+            TrainConfig(params={"num_leaves": 7, "learning_rate": 0.2, "min_child_samples": 5}, seed=7, num_threads=1),
             alias="challenger",
         )
         # The serving test stands in for the gate: its verdict is what lets the alias move.

@@ -280,8 +280,9 @@ Secret, so no URL, argument or ConfigMap ever holds it. driftpilot.postgresql.ur
 {{- $defaults := dict "lakeDir" .Values.lake.uri "trackingUri" (include "driftpilot.mlflow.trackingUri" .) "artifactRoot" "" "servingDir" "/tmp/driftpilot-serving" "studyStorage" $studies }}
 {{- $params := merge (deepCopy .Values.kfpDeploy.parameters) $defaults }}
 {{- range $name := keys $params | sortAlpha }}
+{{- $value := index $params $name }}
 - --param
-- {{ printf "%s=%v" ($name | snakecase) (index $params $name) | quote }}
+- {{ printf "%s=%v" ($name | snakecase) (ternary (toJson $value) $value (kindIs "slice" $value)) | quote }}
 {{- end }}
 {{- end }}
 
