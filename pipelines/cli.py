@@ -1,4 +1,4 @@
-"""The ``driftpilot`` command: compile, demo, ingest GDELT, check drift, serve a GDELT mirror, deploy to KFP."""
+"""The ``driftpilot`` command: compile, demo, ingest, check drift, serve a GDELT mirror, deploy to KFP, roll back."""
 
 import argparse
 import sys
@@ -104,7 +104,37 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME:KEY=VAR[,KEY=VAR]",
         help="Secret keys every step pod gets as variables (repeatable)",
     )
+    rollback = commands.add_parser(
+        "rollback", help="send an InferenceService's traffic back to its previous model (takes its rollout lease)"
+    )
+    rollback.add_argument("--name", required=True, help="InferenceService name")
+    rollback.add_argument("--namespace", default="default", help="its namespace (default: default)")
+    rollback.add_argument("--kubeconfig", default=None, help="kubeconfig (default: in-cluster, else ~/.kube/config)")
+    rollback.add_argument("--context", default=None, help="kubeconfig context")
+    rollback.add_argument("--holder", default="", help="who rolls back, recorded on the lease (default: user@host)")
     return parser
+
+
+def _rollback(args: argparse.Namespace) -> None:
+    import getpass
+    import socket
+
+    from components.common.kube import api_client
+    from components.deploy.kserve import model_uri, roll_back, traffic
+    from components.deploy.lease import rollout_lease
+
+    api = api_client(args.kubeconfig, context=args.context)
+    holder = args.holder or f"{getpass.getuser()}@{socket.gethostname()}"
+    try:
+        with rollout_lease(api, args.namespace, args.name, holder):
+            isvc = roll_back(api, args.namespace, args.name)
+    except LookupError as exc:
+        raise ConfigError(str(exc)) from exc
+    split = traffic(isvc)
+    if split.get("canary") == 0:
+        print(f"{args.namespace}/{args.name}: all traffic to the previous revision (canary at 0%)")
+    else:
+        print(f"{args.namespace}/{args.name}: now serving {model_uri(isvc)} (RawDeployment)")
 
 
 def _kfp_deploy(args: argparse.Namespace) -> None:
@@ -222,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _mirror(args)
         elif args.command == "kfp-deploy":
             _kfp_deploy(args)
+        elif args.command == "rollback":
+            _rollback(args)
     except DriftpilotError as exc:
         print(f"driftpilot: {exc}", file=sys.stderr)
         return 2

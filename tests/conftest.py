@@ -13,7 +13,7 @@ from kubernetes import client
 from components.common.task import TaskSpec, load_task
 from components.ingest.core import read_export
 from components.validate.core import validate_events
-from tests.servers import KubeApiServer, MinioServer, run_kube_apiserver, run_minio
+from tests.servers import KubeApiServer, MinioServer, install_crds, run_kube_apiserver, run_minio
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -102,3 +102,9 @@ def kube_namespace(kube_api: client.ApiClient) -> str:
     name = f"driftpilot-{secrets.token_hex(4)}"
     client.CoreV1Api(kube_api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     return name
+
+
+@pytest.fixture(scope="session")
+def crds(kube_api: client.ApiClient) -> list[str]:
+    """The real CRDs (KServe, Argo, Prometheus operator, Dask operator) installed in the session's API server."""
+    return install_crds(kube_api)

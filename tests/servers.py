@@ -417,3 +417,37 @@ def helm(*args: str) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"helm {' '.join(args)} failed:\n{done.stderr}")
     return done.stdout
+
+
+def crds_dir() -> Path:
+    """Where ./scripts/ensure-crds.sh put the real CRDs: ``$DRIFTPILOT_CRDS_DIR``, else the cache."""
+    path = Path(os.environ.get("DRIFTPILOT_CRDS_DIR", cache_bin_dir().parent / "crds"))
+    if not (path / "VERSIONS").is_file():
+        raise FileNotFoundError(f"CRDs not found at {path}: run ./scripts/ensure-crds.sh")
+    return path
+
+
+def yaml_documents(text: str) -> list[dict[str, Any]]:
+    """The Kubernetes objects of a multi-document YAML text (empty documents dropped)."""
+    import yaml
+
+    return [d for d in yaml.safe_load_all(text) if isinstance(d, dict) and d.get("kind")]
+
+
+def install_crds(api: Any) -> list[str]:
+    """Install every gathered CRD into an API server (409s are fine) and wait until each is served."""
+    from kubernetes import client
+
+    extensions = client.ApiextensionsV1Api(api)
+    names = []
+    for path in sorted(crds_dir().rglob("*.yaml")):
+        for crd in yaml_documents(path.read_text(encoding="utf-8")):
+            try:
+                extensions.create_custom_resource_definition(crd, _preload_content=False)
+            except client.ApiException as exc:
+                if exc.status != 409:
+                    raise
+            names.append(crd["metadata"]["name"])
+    for name in names:
+        wait_established(extensions, name, timeout=60)
+    return names

@@ -5,7 +5,9 @@ MLflow registry. KServe's canary rollout works on one InferenceService: changing
 with ``canaryTrafficPercent: N`` starts a new revision that gets N% of the traffic while the last
 rolled-out revision keeps the rest; removing the field promotes the new revision to 100%;
 setting it to 0 rolls back (all traffic to the previous revision). Canaries need KServe's
-Serverless (Knative) deployment mode, which the manifest asks for.
+Serverless (Knative) deployment mode. In RawDeployment mode there are no revisions to split
+traffic between: a rollout replaces the predictor, and a rollback puts the previous model URI
+(kept in an annotation) back.
 """
 
 from dataclasses import dataclass, field
@@ -16,7 +18,21 @@ from kubernetes import client
 from components.common.kube import INFERENCE_SERVICE, apply_custom, get_custom, patch_custom
 from components.common.security import SECURE_CONTAINER, SECURE_POD
 
-__all__ = ["PredictorSpec", "inference_service", "promote", "roll_back", "roll_out", "traffic"]
+__all__ = [
+    "MODES",
+    "PREVIOUS_MODEL_ANNOTATION",
+    "PredictorSpec",
+    "inference_service",
+    "model_uri",
+    "promote",
+    "roll_back",
+    "roll_out",
+    "traffic",
+]
+
+MODES = ("Serverless", "RawDeployment")
+MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+PREVIOUS_MODEL_ANNOTATION = "driftpilot.io/previous-model-uri"
 
 # The predictor's pod securityContext is KServe's to set: the container carries the pod's settings too.
 _SECURE = {**SECURE_CONTAINER, "runAsNonRoot": True, "seccompProfile": SECURE_POD["seccompProfile"]}
@@ -39,6 +55,8 @@ class PredictorSpec:
         max_replicas: Autoscaling ceiling.
         resources: Container requests and limits.
         labels: Extra labels on the InferenceService.
+        annotations: Extra annotations (``driftpilot.io/incident``, ``driftpilot.io/model-version``).
+        mode: KServe deployment mode, ``Serverless`` (canaries) or ``RawDeployment``.
     """
 
     name: str
@@ -53,6 +71,12 @@ class PredictorSpec:
         default_factory=lambda: {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
     )
     labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    mode: str = "Serverless"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode={self.mode!r}: use one of {MODES}")
 
 
 def inference_service(spec: PredictorSpec, *, canary_percent: int | None = None) -> dict[str, Any]:
@@ -67,10 +91,12 @@ def inference_service(spec: PredictorSpec, *, canary_percent: int | None = None)
         The manifest (``serving.kserve.io/v1beta1``).
 
     Raises:
-        ValueError: ``canary_percent`` is outside 0–100.
+        ValueError: ``canary_percent`` is outside 0–100, or given in RawDeployment mode.
     """
     if canary_percent is not None and not 0 <= canary_percent <= 100:
         raise ValueError(f"canary_percent must be within 0-100, got {canary_percent}")
+    if canary_percent is not None and spec.mode != "Serverless":
+        raise ValueError(f"{spec.mode} has no revisions to split traffic between: canaries need Serverless")
     container: dict[str, Any] = {
         "name": "kserve-container",
         "image": spec.image,
@@ -99,10 +125,16 @@ def inference_service(spec: PredictorSpec, *, canary_percent: int | None = None)
         "metadata": {
             "name": spec.name,
             "labels": {"app.kubernetes.io/part-of": "driftpilot", **spec.labels},
-            "annotations": {"serving.kserve.io/deploymentMode": "Serverless"},
+            "annotations": {**spec.annotations, MODE_ANNOTATION: spec.mode},
         },
         "spec": {"predictor": predictor},
     }
+
+
+def model_uri(isvc: dict[str, Any]) -> str:
+    """The model URI an InferenceService's predictor serves ('' when it names none)."""
+    args = isvc["spec"]["predictor"]["containers"][0].get("args", [])
+    return str(args[args.index("--model_uri") + 1]) if "--model_uri" in args else ""
 
 
 def roll_out(
@@ -110,19 +142,27 @@ def roll_out(
 ) -> dict[str, Any]:
     """Create the InferenceService, or start a canary of a new predictor on the existing one.
 
+    The replaced model URI is kept in the ``driftpilot.io/previous-model-uri`` annotation (what a
+    RawDeployment rollback restores). The replace carries the resourceVersion read, so a rollout
+    racing another fails with 409 instead of overwriting it; hold ``rollout_lease`` around it.
+
     Args:
         api: Kubernetes API client.
         namespace: Namespace of the InferenceService.
         spec: The new predictor.
         canary_percent: Traffic share of the new revision; ignored (all traffic) when the
-            InferenceService is new, as a first revision has nothing to share with.
+            InferenceService is new, as a first revision has nothing to share with, and in
+            RawDeployment mode.
         dry_run: Validate on the server without storing.
 
     Returns:
         The stored InferenceService.
     """
-    exists = get_custom(api, INFERENCE_SERVICE, namespace, spec.name) is not None
-    manifest = inference_service(spec, canary_percent=canary_percent if exists else None)
+    stored = get_custom(api, INFERENCE_SERVICE, namespace, spec.name)
+    canary = canary_percent if stored is not None and spec.mode == "Serverless" else None
+    manifest = inference_service(spec, canary_percent=canary)
+    if stored is not None and model_uri(stored) != spec.model_uri:
+        manifest["metadata"]["annotations"][PREVIOUS_MODEL_ANNOTATION] = model_uri(stored)
     return apply_custom(api, INFERENCE_SERVICE, namespace, manifest, dry_run=dry_run)
 
 
@@ -138,8 +178,34 @@ def promote(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
 
 
 def roll_back(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    """Send all traffic back to the last rolled-out revision: ``canaryTrafficPercent: 0``."""
-    return _set_canary(api, namespace, name, 0)
+    """Send all traffic back to the previous model.
+
+    Serverless: ``canaryTrafficPercent: 0`` (the last rolled-out revision takes all traffic).
+    RawDeployment: the predictor serves the model URI of ``driftpilot.io/previous-model-uri``
+    again (the two URIs swap, so a second rollback undoes the first).
+
+    Raises:
+        LookupError: There is no such InferenceService, or a RawDeployment one has no previous model.
+    """
+    stored = get_custom(api, INFERENCE_SERVICE, namespace, name)
+    if stored is None:
+        raise LookupError(f"no InferenceService {namespace}/{name}")
+    annotations = stored["metadata"].get("annotations", {})
+    if annotations.get(MODE_ANNOTATION, "Serverless") == "Serverless":
+        return _set_canary(api, namespace, name, 0)
+    previous = annotations.get(PREVIOUS_MODEL_ANNOTATION, "")
+    if not previous:
+        raise LookupError(f"{namespace}/{name} has no previous model to roll back to ({PREVIOUS_MODEL_ANNOTATION})")
+    container = stored["spec"]["predictor"]["containers"][0]
+    args = list(container["args"])
+    current = args[args.index("--model_uri") + 1]
+    args[args.index("--model_uri") + 1] = previous
+    containers = [{**container, "args": args}, *stored["spec"]["predictor"]["containers"][1:]]
+    patch = {
+        "metadata": {"annotations": {PREVIOUS_MODEL_ANNOTATION: current}},
+        "spec": {"predictor": {"containers": containers}},
+    }
+    return patch_custom(api, INFERENCE_SERVICE, namespace, name, patch)
 
 
 def traffic(isvc: dict[str, Any]) -> dict[str, int]:

@@ -5,7 +5,6 @@ operator; gathered by scripts/ensure-crds.sh from their pinned upstream sources)
 run: objects are admitted, validated against the CRDs' schemas and stored, never reconciled.
 """
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from components.common.kube import (
 )
 from components.deploy.kserve import PredictorSpec, inference_service, promote, roll_back, roll_out, traffic
 from components.ingest.core import dask_cluster_spec
-from tests.servers import cache_bin_dir, helm, wait_established
+from tests.servers import crds_dir, helm, yaml_documents
 
 pytestmark = pytest.mark.integration
 
@@ -43,34 +42,6 @@ EXPECTED_CRDS = {
     "daskclusters.kubernetes.dask.org",
     "daskworkergroups.kubernetes.dask.org",
 }
-
-
-def _crds_dir() -> Path:
-    path = Path(os.environ.get("DRIFTPILOT_CRDS_DIR", cache_bin_dir().parent / "crds"))
-    assert (path / "VERSIONS").is_file(), f"CRDs not found at {path}: run ./scripts/ensure-crds.sh"
-    return path
-
-
-def _documents(text: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(text) if isinstance(d, dict) and d.get("kind")]
-
-
-@pytest.fixture(scope="module")
-def crds(kube_api: client.ApiClient) -> list[str]:
-    """Install every gathered CRD (once per server) and wait until each is served."""
-    extensions = client.ApiextensionsV1Api(kube_api)
-    names = []
-    for path in sorted(_crds_dir().rglob("*.yaml")):
-        for crd in _documents(path.read_text(encoding="utf-8")):
-            try:
-                extensions.create_custom_resource_definition(crd, _preload_content=False)
-            except client.ApiException as exc:
-                if exc.status != 409:
-                    raise
-            names.append(crd["metadata"]["name"])
-    for name in names:
-        wait_established(extensions, name, timeout=60)
-    return names
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +178,7 @@ def test_every_rendered_template_passes_server_side_dry_run(
     dynamic: DynamicClient, kube_namespace: str, values: Path | None
 ) -> None:
     args = ["template", "driftpilot", str(CHART), "--namespace", kube_namespace]
-    documents = _documents(helm(*args, *(["--values", str(values)] if values else [])))
+    documents = yaml_documents(helm(*args, *(["--values", str(values)] if values else [])))
     assert len(documents) > 10
     for document in documents:
         _dry_run(dynamic, kube_namespace, document)
@@ -216,7 +187,7 @@ def test_every_rendered_template_passes_server_side_dry_run(
 def test_every_manifest_passes_server_side_dry_run(dynamic: DynamicClient, kube_namespace: str) -> None:
     checked = []
     for path in sorted((REPO / "manifests").rglob("*.yaml")):
-        for document in _documents(path.read_text(encoding="utf-8")):
+        for document in yaml_documents(path.read_text(encoding="utf-8")):
             if document["apiVersion"].startswith(("kind.x-k8s.io/", "kustomize.config.k8s.io/")):
                 continue  # read by kind and kustomize, not objects of the API
             _dry_run(dynamic, kube_namespace, document)
@@ -230,7 +201,7 @@ def test_dask_operator_chart_from_the_pinned_package_passes_server_side_dry_run(
     import dask_kubernetes
 
     chart = Path(dask_kubernetes.__file__).parent / "operator" / "deployment" / "helm" / "dask-kubernetes-operator"
-    documents = _documents(helm("template", "dask-operator", str(chart), "--namespace", kube_namespace))
+    documents = yaml_documents(helm("template", "dask-operator", str(chart), "--namespace", kube_namespace))
     assert {"Deployment", "ClusterRole"} <= {d["kind"] for d in documents}
     for document in documents:
         _dry_run(dynamic, kube_namespace, document)
@@ -276,7 +247,7 @@ def test_compiled_pipelines_use_the_components_image_the_chart_deploys(tmp_path:
             executors = (document or {}).get("deploymentSpec", {}).get("executors", {})
             pipeline_images |= {e["container"]["image"] for e in executors.values()}
     assert pipeline_images == {COMPONENTS_IMAGE}
-    rendered = _documents(helm("template", "driftpilot", str(CHART)))
+    rendered = yaml_documents(helm("template", "driftpilot", str(CHART)))
     chart_images = {
         c["image"]
         for d in rendered
@@ -316,5 +287,5 @@ def test_kind_config_and_bring_up_plan_are_consistent() -> None:
     for name in ("KIND_VERSION", "KFP_VERSION", "KSERVE_VERSION"):
         assert versions[name] in plan, name
     assert COMPONENTS_IMAGE in plan and SERVING_IMAGE in plan
-    crd_versions = (_crds_dir() / "VERSIONS").read_text(encoding="utf-8")
+    crd_versions = (crds_dir() / "VERSIONS").read_text(encoding="utf-8")
     assert f"kserve={versions['KSERVE_VERSION']}" in crd_versions  # the tests check the CRDs kind-up installs
