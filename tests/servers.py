@@ -40,6 +40,16 @@ class MinioServer:
     secret_key: str
     pid: int = 0
 
+    def s3_options(self) -> dict[str, Any]:
+        """Store options reaching this server with its root credentials (buckets created on demand)."""
+        return {
+            "endpoint_override": self.endpoint,
+            "access_key": self.access_key,
+            "secret_key": self.secret_key,
+            "region": "us-east-1",
+            "allow_bucket_creation": True,
+        }
+
     @property
     def address(self) -> str:
         """``127.0.0.1:PORT``, the form the ``minio`` client and pyarrow's ``endpoint_override`` take."""

@@ -29,6 +29,7 @@ __all__ = [
     "select_window",
     "train_files",
     "train_model",
+    "training_rows",
     "undersample",
     "update_model",
     "validation_rows",
@@ -122,20 +123,56 @@ def _odds(rate: float) -> float:
     return rate / (1 - rate)
 
 
-def _fit(
-    frame: pd.DataFrame, task: TaskSpec, config: TrainConfig, champion: TrainedModel | None = None
-) -> TrainOutcome:
+@dataclass(frozen=True)
+class TrainingRows:
+    """Labels and the split every fit uses (training and tuning alike).
+
+    Attributes:
+        labels: 0/1 labels of all rows.
+        held_out: Rows held out of training (``validation_rows``).
+        fit: Rows the model fits on (not held out, kept by ``undersample``).
+        stop: Rows early stopping scores (held out, kept by ``undersample``).
+    """
+
+    labels: pd.Series
+    held_out: np.ndarray
+    fit: np.ndarray
+    stop: np.ndarray
+
+
+def training_rows(frame: pd.DataFrame, task: TaskSpec, valid_fraction: float) -> TrainingRows:
+    """Label the rows and split them into fitting and early-stopping rows.
+
+    Args:
+        frame: Validated rows with the task's columns and target.
+        task: The task spec.
+        valid_fraction: Share of groups held out.
+
+    Returns:
+        The labels and the split.
+
+    Raises:
+        DataValidationError: When there are under 50 rows, or a side of the split holds one class.
+    """
     labels = build_labels(frame, task)
     if len(frame) < 50 or labels.nunique() < 2:
         raise DataValidationError(
             f"cannot train {task.name!r} on {len(frame)} rows with {labels.nunique()} class(es): "
             "need at least 50 rows and both classes"
         )
-    held_out = validation_rows(frame, task, config.valid_fraction)
+    held_out = validation_rows(frame, task, valid_fraction)
     kept = undersample(frame, labels, task)
-    fit_rows, stop_rows = ~held_out & kept, held_out & kept
-    if labels[fit_rows].nunique() < 2 or labels[stop_rows].nunique() < 2:
+    fit, stop = ~held_out & kept, held_out & kept
+    if labels[fit].nunique() < 2 or labels[stop].nunique() < 2:
         raise DataValidationError(f"cannot train {task.name!r}: a split of {len(frame)} rows holds one class only")
+    return TrainingRows(labels, held_out, fit, stop)
+
+
+def _fit(
+    frame: pd.DataFrame, task: TaskSpec, config: TrainConfig, champion: TrainedModel | None = None
+) -> TrainOutcome:
+    rows = training_rows(frame, task, config.valid_fraction)
+    labels, held_out, fit_rows, stop_rows = rows.labels, rows.held_out, rows.fit, rows.stop
     features = build_features(frame, task)
     trainer = get_trainer(config.algorithm)
     init = champion.booster if champion is not None else None

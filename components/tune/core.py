@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from components.common.errors import ConfigError, DataValidationError
+from components.common.errors import ConfigError
 from components.common.task import TaskSpec
-from components.features.core import build_features, build_labels
+from components.features.core import build_features
 
 __all__ = [
     "PRUNERS",
@@ -272,20 +272,15 @@ def run_worker(
     import optuna
     from optuna.trial import TrialState
 
-    from components.train.core import undersample, validation_rows
+    from components.train.core import training_rows
     from components.train.trainers import get_trainer
 
-    labels = build_labels(frame, task)
-    kept = undersample(frame, labels, task)
-    held = validation_rows(frame, task, config.valid_fraction)
-    fit_rows, stop_rows = ~held & kept, held & kept
-    if len(frame) < 50 or labels[fit_rows].nunique() < 2 or labels[stop_rows].nunique() < 2:
-        raise DataValidationError(f"cannot tune {task.name!r} on {len(frame)} rows: need both classes on both sides")
-    features = build_features(frame, task)
+    rows = training_rows(frame, task, config.valid_fraction)
+    features, labels = build_features(frame, task), rows.labels
     trainer = get_trainer(config.algorithm)
     # Built once for every trial.
     data = trainer.prepare(
-        (features[fit_rows], labels[fit_rows]), (features[stop_rows], labels[stop_rows]), task.categorical
+        (features[rows.fit], labels[rows.fit]), (features[rows.stop], labels[rows.stop]), task.categorical
     )
     study = optuna.load_study(
         study_name=name,

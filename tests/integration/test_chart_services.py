@@ -89,7 +89,7 @@ def mlflow_server(
     env["HOME"] = str(tmp_path_factory.mktemp("home"))
     bucket = re.search(r"--artifacts-destination=s3://([^/]+)", " ".join(container["args"]))
     assert bucket is not None
-    Store(f"s3://{bucket.group(1)}", _s3(minio_server)).ensure()  # what the chart's bucket Job runs
+    Store(f"s3://{bucket.group(1)}", minio_server.s3_options()).ensure()  # what the chart's bucket Job runs
     work, port = tmp_path_factory.mktemp("mlflow"), free_port()
     (work / "prometheus").mkdir()
     command = [str(REPO / ".venv" / "bin" / container["command"][0]), *container["command"][1:]]
@@ -103,16 +103,6 @@ def mlflow_server(
             "mlflow", process, log, time.monotonic() + 120, lambda: requests.get(url + probe["path"], headers=headers)
         )
         yield url
-
-
-def _s3(minio: MinioServer) -> dict[str, Any]:
-    return {
-        "endpoint_override": minio.endpoint,
-        "access_key": minio.access_key,
-        "secret_key": minio.secret_key,
-        "region": "us-east-1",
-        "allow_bucket_creation": True,
-    }
 
 
 def test_the_charts_mlflow_server_keeps_runs_in_postgresql_and_artifacts_in_minio(
@@ -146,7 +136,7 @@ def test_the_charts_mlflow_server_keeps_runs_in_postgresql_and_artifacts_in_mini
         a for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"] if "artifacts-destination" in a
     )
     bucket_and_prefix = destination.split("s3://", 1)[1]
-    keys = Store(f"s3://{bucket_and_prefix}", _s3(minio_server)).keys("")
+    keys = Store(f"s3://{bucket_and_prefix}", minio_server.s3_options()).keys("")
     assert any(key.endswith(f"{run.info.run_id}/artifacts/report.json") for key in keys), keys[:5]
 
 

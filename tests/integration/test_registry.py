@@ -79,8 +79,7 @@ def _s3_env(minio: MinioServer) -> dict[str, str]:
 
 
 def _store(minio: MinioServer) -> Store:
-    options = {"endpoint_override": minio.endpoint, "access_key": minio.access_key, "secret_key": minio.secret_key}
-    return Store("s3://mlflow", {**options, "region": "us-east-1", "allow_bucket_creation": True})
+    return Store("s3://mlflow", minio.s3_options())
 
 
 def _train(work: Path, name: str, rows: pd.DataFrame) -> None:
