@@ -5,17 +5,10 @@ The local target starts ``python -m components.serve`` as a detached process and
 ``kserve`` target (an InferenceService in a cluster) will sit beside ``deploy_local``.
 """
 
-import fcntl
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +16,7 @@ from typing import Any
 import requests
 
 from components.common.errors import ConfigError, ModelRegistryError, ServingError
+from components.deploy._process import HOST, alive, free_port, locked, spawn, terminate, wait_ready
 
 __all__ = [
     "RECORD_FILE",
@@ -36,14 +30,8 @@ __all__ = [
 ]
 
 RECORD_FILE = "deployment.json"
-_LOCK_FILE = ".deploy.lock"
-_HOST = "127.0.0.1"
-_LOG_TAIL_LINES = 40
+SERVER_MODULE = "components.serve"
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>[^/@]+))$")
-
-# Processes this interpreter started, kept so they can be reaped (no zombies, no
-# "subprocess still running" warnings); a server started by another process is found by pid.
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 @dataclass(frozen=True)
@@ -167,165 +155,12 @@ def _write_deployment(deployment: LocalDeployment, state_dir: Path) -> None:
     os.replace(tmp, _record_path(state_dir))
 
 
-@contextmanager
-def _locked(state_dir: Path) -> Iterator[None]:
-    """Serialize deploy/stop calls on one state folder across processes."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    with (state_dir / _LOCK_FILE).open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _alive(pid: int) -> bool:
-    """True when the process runs (not exited, not a zombie)."""
-    child = _CHILDREN.get(pid)
-    if child is not None:
-        if child.poll() is None:
-            return True
-        del _CHILDREN[pid]
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-    except OSError:
-        return True  # no procfs: kill(0) is all we know
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def _is_server(pid: int) -> bool:
-    """True unless procfs shows the pid now belongs to something other than a model server."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True
-    return b"components.serve" in cmdline
-
-
-def _wait_exit(pid: int, timeout_s: float) -> bool:
-    child = _CHILDREN.get(pid)
-    if child is not None:
-        try:
-            child.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            return False
-        del _CHILDREN[pid]
-        return True
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.1)
-    return not _alive(pid)
-
-
-def _terminate(pid: int, grace_s: float) -> bool:
-    """Stop a server's process group: SIGTERM, then SIGKILL after ``grace_s`` seconds.
-
-    Returns:
-        True when a running server was stopped, False when none was running under ``pid``.
-    """
-    if not _alive(pid) or not _is_server(pid):
-        _CHILDREN.pop(pid, None)
-        return False
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            break
-        except PermissionError as exc:
-            raise ServingError(f"not allowed to stop model server pid {pid}: {exc}") from exc
-        if _wait_exit(pid, grace_s if sig == signal.SIGTERM else 10.0):
-            return True
-    if _alive(pid):
-        raise ServingError(f"model server pid {pid} survived SIGKILL")
-    return True
-
-
 def _ready(url: str, model_name: str, timeout_s: float = 2.0) -> bool:
     try:
         response = requests.get(f"{url}/v2/models/{model_name}/ready", timeout=timeout_s)
     except requests.RequestException:
         return False
     return response.status_code == 200
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((_HOST, 0))
-        return int(probe.getsockname()[1])
-
-
-def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _start_server(
-    *, model_name: str, model_uri: str, tracking_uri: str, port: int, log_path: Path
-) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable,
-        "-m",
-        "components.serve",
-        "--model_name",
-        model_name,
-        "--model_uri",
-        model_uri,
-        "--tracking_uri",
-        tracking_uri,
-        "--http_port",
-        str(port),
-        # gRPC would claim port 8081 for every local server; HTTP is all the local target needs.
-        "--enable_grpc",
-        "false",
-    ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with log_path.open("wb") as log:
-        try:
-            child = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise ServingError(f"cannot start the model server ({' '.join(command)}): {exc}") from exc
-    _CHILDREN[child.pid] = child
-    return child
-
-
-def _wait_ready(
-    child: subprocess.Popen[bytes], url: str, model_name: str, log_path: Path, timeout_s: float, grace_s: float
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            _CHILDREN.pop(child.pid, None)
-            raise ServingError(
-                f"model server exited with code {child.returncode} before it was ready; "
-                f"last lines of {log_path}:\n{_tail(log_path)}"
-            )
-        if _ready(url, model_name):
-            return
-        time.sleep(0.2)
-    _terminate(child.pid, grace_s)
-    raise ServingError(
-        f"model server not ready at {url} after {timeout_s:.0f} s (stopped it); "
-        f"last lines of {log_path}:\n{_tail(log_path)}"
-    )
 
 
 def deploy_local(
@@ -370,25 +205,34 @@ def deploy_local(
     version = resolve_model_version(model_uri=model_uri, tracking_uri=tracking_uri)
     pinned_uri = f"models:/{parsed.name}/{version}"
     state_dir = state_dir.resolve()
-    with _locked(state_dir):
+    with locked(state_dir):
         current = read_deployment(state_dir)
         if current is not None:
             same = (current.model_name, current.model_uri) == (model_name, pinned_uri) and (port in (0, current.port))
-            if same and _alive(current.pid) and _ready(current.url, model_name):
+            if same and alive(current.pid) and _ready(current.url, model_name):
                 return current
-            _terminate(current.pid, grace_s)
+            terminate(current.pid, SERVER_MODULE, grace_s)
             _record_path(state_dir).unlink(missing_ok=True)
-        chosen = port or _free_port()
-        url = f"http://{_HOST}:{chosen}"
+        chosen = port or free_port()
+        url = f"http://{HOST}:{chosen}"
         log_path = state_dir / f"server-{version}.log"
-        child = _start_server(
-            model_name=model_name,
-            model_uri=pinned_uri,
-            tracking_uri=tracking_uri,
-            port=chosen,
+        command = [
+            sys.executable, "-m", SERVER_MODULE,
+            "--model_name", model_name, "--model_uri", pinned_uri, "--tracking_uri", tracking_uri,
+            "--http_port", str(chosen),
+            # gRPC would claim port 8081 for every local server; HTTP is all the local target needs.
+            "--enable_grpc", "false",
+        ]  # fmt: skip
+        child = spawn(command, log_path)
+        wait_ready(
+            child,
+            lambda: _ready(url, model_name),
+            what=f"model server at {url}",
+            module=SERVER_MODULE,
             log_path=log_path,
+            timeout_s=timeout_s,
+            grace_s=grace_s,
         )
-        _wait_ready(child, url, model_name, log_path, timeout_s, grace_s)
         deployment = LocalDeployment(
             model_name=model_name,
             model_version=version,
@@ -412,10 +256,10 @@ def stop_local(state_dir: Path, *, grace_s: float = 10) -> bool:
     Returns:
         True when a running server was stopped; False when none was recorded or running.
     """
-    with _locked(state_dir):
+    with locked(state_dir):
         current = read_deployment(state_dir)
         if current is None:
             return False
-        stopped = _terminate(current.pid, grace_s)
+        stopped = terminate(current.pid, SERVER_MODULE, grace_s)
         _record_path(state_dir).unlink(missing_ok=True)
         return stopped

@@ -36,11 +36,11 @@ from components.common.task import TaskSpec, load_task
 from components.features.core import input_columns
 from components.ingest.core import ingest_to_table, open_source, read_export
 from components.register.core import CHAMPION, Lineage, register_model
+from components.serve import payloads
 from components.train.core import TrainConfig, train_files
 from components.train.model import TrainedModel
 from components.validate.core import validate_events
 from pipelines.cli import compile_pipelines
-from tests import payloads
 from tests.servers import _process, _wait_ok, free_port
 
 pytestmark = [

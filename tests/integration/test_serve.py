@@ -17,10 +17,10 @@ from components.deploy.core import LocalDeployment, deploy_local, read_deploymen
 from components.features.core import input_columns
 from components.ingest.core import read_export
 from components.register.core import CHAMPION, Lineage, promote, record_gate, register_model
+from components.serve import payloads
 from components.train.core import TrainConfig, train_files
 from components.train.model import TrainedModel
 from components.validate.core import validate_events
-from tests import payloads
 
 pytestmark = pytest.mark.integration
 
