@@ -121,13 +121,11 @@ class TrafficReplayer:
 
     def start(self) -> "TrafficReplayer":
         """Start sending (and labelling) in the background."""
-        targets = [(self._send, (w,)) for w in range(self.concurrency)]
+        self._threads = [threading.Thread(target=self._send, args=(w,), daemon=True) for w in range(self.concurrency)]
         if self.labels is not None:
-            targets.append((self._label_loop, ()))
-        for target, args in targets:
-            thread = threading.Thread(target=target, args=args, daemon=True)
+            self._threads.append(threading.Thread(target=self._label_loop, daemon=True))
+        for thread in self._threads:
             thread.start()
-            self._threads.append(thread)
         return self
 
     def stop(self) -> ReplayCounts:
