@@ -263,15 +263,21 @@ def _compare(
         (s_hits, s_n), (c_hits, c_n) = stable, canary
         difference = (c_hits / c_n if c_n else 0.0) - (s_hits / s_n if s_n else 0.0)
         variance = _bernoulli_variance(s_hits, s_n) + _bernoulli_variance(c_hits, c_n) if s_n and c_n else 0.0
+        pooled = (s_hits + c_hits + 1) / (s_n + c_n + 2)
+        spread = pooled * (1 - pooled)
         samples = (s_n, c_n)
     else:
         assert isinstance(stable, Moments) and isinstance(canary, Moments)
         difference = canary.mean - stable.mean
         variance = stable.variance / stable.n + canary.variance / canary.n if stable.n and canary.n else 0.0
+        spread = (stable.variance + canary.variance) / 2
         samples = (stable.n, canary.n)
     if min(samples) < policy.min_samples:
         return Check(name, difference, -math.inf, math.inf, margin, samples, "pending")
-    width = confidence_radius(variance, policy.alpha, margin * margin)
+    # The mixture is tuned to the difference's variance at one step's worth of requests (and to
+    # effects at least the margin's size): the interval is then tightest where decisions fall.
+    tau2 = max(margin * margin, 2 * spread / policy.min_requests)
+    width = confidence_radius(variance, policy.alpha, tau2)
     low, high = difference - width, difference + width
     if two_sided:
         worse, within = low > margin or high < -margin, -margin < low and high < margin

@@ -8,6 +8,7 @@ records every decision. Hold the target's rollout lock around it: the controller
 take one itself.
 """
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,7 +79,7 @@ def run_canary(
     """
     decisions: list[Verdict] = []
     try:
-        start_stable, start_canary = router.stats()
+        start_stable, start_canary = copy.deepcopy(router.stats())  # a router may update its stats in place
         for percent in policy.steps:
             router.set_canary(percent)
             step_began = clock()
