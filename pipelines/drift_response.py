@@ -4,7 +4,8 @@ ingest → check data quality → validate → fetch champion → detect drift �
 decide (a data-quality incident is never drift) → if retrain:
 select window → tune (an Optuna study, warm-started from the champion, tuned by parallel
 workers) → train with the best parameters → register challenger (with its lineage) → gate
-(verdict recorded in MLflow) → if it passes: promote → deploy.
+(verdict recorded in MLflow) → if it passes: release (a canary beside the champion, promoted to
+champion or rolled back).
 """
 
 from typing import NamedTuple
@@ -12,13 +13,13 @@ from typing import NamedTuple
 from kfp import dsl
 
 from components.decide.component import decide_response
-from components.deploy.component import deploy_champion
+from components.deploy.component import release_challenger
 from components.drift.component import detect_data_drift
 from components.evaluate.component import evaluate_model
 from components.gate.component import gate_challenger
 from components.ingest.component import ingest_gdelt
 from components.quality.component import check_data_quality
-from components.register.component import fetch_champion, promote_champion, register_model_version
+from components.register.component import fetch_champion, register_model_version
 from components.train.component import select_training_window, train_classifier
 from components.validate.component import validate_gdelt
 from pipelines.tuning import tune_study
@@ -68,6 +69,7 @@ def drift_response_pipeline(
     prefer_challenger: bool = False,
     seed: int = 42,
     serving_port: int = 0,
+    canary_policy: str = "{}",
     ingest_workers: int = 0,
     dask_cluster: str = "local",
 ) -> DriftResponse:
@@ -105,7 +107,10 @@ def drift_response_pipeline(
         prefer_challenger: The gate also promotes a challenger that is equivalent (non-inferior),
             not only a better one.
         seed: Training seed.
-        serving_port: Model server port (0 picks a free one).
+        serving_port: Port clients call the served model on (0 picks a free one).
+        canary_policy: JSON object of canary policy fields (``steps``, ``min_requests``,
+            margins, ``step_timeout_s``); ``{}`` keeps the defaults. A released challenger takes
+            live traffic in steps and is rolled back when it is worse than the champion.
         ingest_workers: Dask workers (0: ingest the one batch in the step's own pod).
         dask_cluster: ``local``, ``kubernetes`` (Dask operator) or a scheduler address.
 
@@ -193,13 +198,15 @@ def drift_response_pipeline(
             version=register.outputs["Output"],
             prefer_challenger=prefer_challenger,
         )
-        with dsl.If(gate.outputs["Output"] == True, name="promote"):  # noqa: E712 (a KFP condition)
-            promote = promote_champion(
-                tracking_uri=tracking_uri, model_name=model_name, version=register.outputs["Output"]
+        with dsl.If(gate.outputs["Output"] == True, name="release"):  # noqa: E712 (a KFP condition)
+            release_challenger(
+                tracking_uri=tracking_uri,
+                model_name=model_name,
+                version=register.outputs["Output"],
+                serving_dir=serving_dir,
+                port=serving_port,
+                canary_policy=canary_policy,
             )
-            deploy_champion(
-                tracking_uri=tracking_uri, model_name=model_name, serving_dir=serving_dir, port=serving_port
-            ).after(promote)
     return DriftResponse(
         batch_id=batch,
         rows=validate.outputs["rows_valid"],

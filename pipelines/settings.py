@@ -27,6 +27,8 @@ class Settings:
             ``<home>/lake``; S3 settings as in ``components.common.store``).
         study_storage: Optuna storage of the tuning studies (``DRIFTPILOT_OPTUNA_STORAGE``, default
             a journal file under home).
+        canary_policy: JSON object of canary policy fields for releases (``DRIFTPILOT_CANARY_POLICY``,
+            default ``{}``: the defaults of ``components.deploy.canary.CanaryPolicy``).
     """
 
     home: Path
@@ -38,6 +40,7 @@ class Settings:
     serving_port: int = 0
     lake_uri: str = ""
     study_storage: str = ""
+    canary_policy: str = "{}"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -63,6 +66,7 @@ class Settings:
             serving_port=int(env.get("DRIFTPILOT_SERVING_PORT", "0")),
             lake_uri=env.get("DRIFTPILOT_LAKE", ""),
             study_storage=env.get("DRIFTPILOT_OPTUNA_STORAGE", f"journal:{home / 'optuna' / 'studies.log'}"),
+            canary_policy=env.get("DRIFTPILOT_CANARY_POLICY", "{}"),
         )
         if "data_dir" in given:
             given["data_dir"] = Path(str(given["data_dir"])).resolve()
@@ -92,7 +96,7 @@ class Settings:
         """Arguments of the drift-response pipeline beyond those the pipelines share."""
         if self.study_storage.startswith("journal:"):
             Path(self.study_storage.removeprefix("journal:")).parent.mkdir(parents=True, exist_ok=True)
-        return {**self.pipeline_arguments(), "study_storage": self.study_storage}
+        return {**self.pipeline_arguments(), "study_storage": self.study_storage, "canary_policy": self.canary_policy}
 
     def pipeline_arguments(self) -> dict[str, object]:
         """Arguments both pipelines share."""

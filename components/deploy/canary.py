@@ -18,6 +18,7 @@ most ``alpha`` per check. A check fails when the whole interval lies on the wron
 margin, passes when it lies on the right side, and stays open otherwise.
 """
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -165,6 +166,24 @@ class CanaryPolicy:
             raise ValueError(f"alpha={self.alpha} must be within (0, 1)")
         if self.latency_ratio <= 1 or min(self.error_margin, self.score_margin, self.log_loss_margin) <= 0:
             raise ValueError("margins must be positive and latency_ratio above 1")
+
+    @classmethod
+    def from_json(cls, text: str) -> "CanaryPolicy":
+        """Read a policy from a JSON object of some of its fields (the rest keep their defaults).
+
+        Raises:
+            ValueError: When the text is not such an object or a value is out of range.
+        """
+        data = json.loads(text or "{}")
+        if not isinstance(data, dict):
+            raise ValueError(f"a canary policy is a JSON object of fields, not {text!r}")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown canary policy field(s) {unknown}; known: {sorted(known)}")
+        if "steps" in data:
+            data["steps"] = tuple(int(step) for step in data["steps"])
+        return cls(**data)
 
 
 @dataclass(frozen=True)

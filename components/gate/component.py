@@ -24,7 +24,7 @@ def gate_challenger(
 
     Paired, cluster-robust tests (DeLong on AUC, per-row log loss, McNemar on accuracy) plus
     calibration and latency guardrails; the verdict is tagged on the challenger's version, which
-    is what lets ``promote_champion`` move the ``champion`` alias to it.
+    is what lets ``release_challenger`` move the ``champion`` alias to it.
 
     Args:
         champion: The serving champion's model folder.

@@ -93,20 +93,3 @@ def fetch_champion(
     study = lineage_of(tracking_uri=tracking_uri, model_name=model_name, version=ref.version)["study"]
     params = json.dumps({**read_json(params_file), "study": study}, sort_keys=True) if params_file.exists() else ""
     return (ref.version, float(ref.metrics.get("auc", float("nan"))), params)
-
-
-@dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
-def promote_champion(tracking_uri: str, model_name: str, version: str) -> str:
-    """Point the ``champion`` alias at a version the gate passed; serving follows the alias.
-
-    Args:
-        tracking_uri: MLflow tracking URI.
-        model_name: Registered model name.
-        version: The version to promote (its gate verdict must be ``promote``).
-
-    Returns:
-        The version that was champion before ('' for none).
-    """
-    from components.register.core import promote
-
-    return promote(tracking_uri=tracking_uri, model_name=model_name, version=version)

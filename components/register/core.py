@@ -35,6 +35,7 @@ from components.train.model import TrainedModel
 
 __all__ = [
     "CHALLENGER",
+    "CANARY_TAG",
     "CHAMPION",
     "Lineage",
     "ModelRef",
@@ -44,6 +45,7 @@ __all__ = [
     "load_model",
     "load_reference",
     "promote",
+    "record_canary",
     "record_gate",
     "register_model",
     "set_alias",
@@ -53,6 +55,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 REFERENCE_ARTIFACT = "reference/reference.parquet"
 GATE_TAG = "driftpilot.gate"
+CANARY_TAG = "driftpilot.canary"
 PARAMS_FILE = "params.json"
 _REFERENCE_ROWS = 50_000
 _TRANSIENT_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED"}
@@ -379,6 +382,44 @@ def promote(*, tracking_uri: str, model_name: str, version: str, retry: RetryPol
     return previous.version if previous else ""
 
 
+def record_canary(
+    *,
+    tracking_uri: str,
+    model_name: str,
+    version: str,
+    promoted: bool,
+    reason: str,
+    decisions: list[dict[str, Any]],
+    retry: RetryPolicy | None = None,
+) -> None:
+    """Record how a version's canary ended: tags on the version, every decision on its run.
+
+    The version gets ``driftpilot.canary`` (``promoted`` or ``rolled_back``) and the reason; the
+    run gets ``canary/decisions.json``.
+
+    Args:
+        tracking_uri: MLflow tracking URI.
+        model_name: Registered model name.
+        version: The canary's version.
+        promoted: Whether the canary took all traffic.
+        reason: The last decision's reason.
+        decisions: Every decision (``Verdict.to_dict()``), in order.
+        retry: Attempts and backoff (default: ``RetryPolicy.from_env()``).
+
+    Raises:
+        ModelRegistryError: When the outcome cannot be recorded after the retries.
+    """
+    client = _client(tracking_uri)
+
+    def record() -> None:
+        run_id = client.get_model_version(model_name, version).run_id
+        client.log_dict(run_id, {"promoted": promoted, "decisions": decisions}, "canary/decisions.json")
+        client.set_model_version_tag(model_name, version, f"{CANARY_TAG}.reason", reason[:4000])
+        client.set_model_version_tag(model_name, version, CANARY_TAG, "promoted" if promoted else "rolled_back")
+
+    _retried(record, f"record the canary of version {version} of {model_name!r}", retry)
+
+
 def lineage_of(*, tracking_uri: str, model_name: str, version: str) -> dict[str, Any]:
     """Read a registered version's lineage and its gate verdict back from MLflow.
 
@@ -389,7 +430,8 @@ def lineage_of(*, tracking_uri: str, model_name: str, version: str) -> dict[str,
 
     Returns:
         ``source_batches`` (a list), ``incident``, ``kfp_run``, ``study``, ``run_id``, ``task``,
-        ``algorithm``, ``gate`` and ``gate_reason``.
+        ``algorithm``, ``gate``, ``gate_reason``, ``canary`` (``promoted``, ``rolled_back`` or '')
+        and ``canary_reason``.
     """
     found = _client(tracking_uri).get_model_version(model_name, version)
     tags = found.tags
@@ -404,6 +446,8 @@ def lineage_of(*, tracking_uri: str, model_name: str, version: str) -> dict[str,
         "algorithm": tags.get("driftpilot.algorithm", ""),
         "gate": tags.get(GATE_TAG, ""),
         "gate_reason": tags.get("driftpilot.gate.reason", ""),
+        "canary": tags.get(CANARY_TAG, ""),
+        "canary_reason": tags.get(f"{CANARY_TAG}.reason", ""),
     }
 
 

@@ -11,14 +11,16 @@ import pandas as pd
 import pytest
 import requests
 
+from components.common.errors import ModelRegistryError
 from components.common.storage import write_table
 from components.deploy._process import terminate
 from components.deploy.canary import CanaryPolicy
 from components.deploy.core import SERVER_MODULE, read_deployment
 from components.deploy.lease import RolloutBusyError
-from components.deploy.local import read_serving, serve_local, stop_serving
+from components.deploy.local import read_serving, release_version, serve_local, stop_serving
 from components.deploy.traffic import TrafficReplayer
 from components.features.core import build_labels, input_columns
+from components.register.core import find_alias, lineage_of, record_gate
 from components.serve import payloads
 from components.train.core import TrainConfig
 from tests.integration.test_serve import MODEL_NAME, _train_and_register
@@ -38,7 +40,7 @@ class Versions:
 
 @pytest.fixture(scope="module")
 def versions(validated, task, tmp_path_factory: pytest.TempPathFactory) -> Versions:  # type: ignore[no-untyped-def]
-    """v1 and v2 (the same data, another seed: healthy) and v3 (target sign flipped: degraded)."""
+    """v1, v2 and v4 (the same data, other seeds: healthy) and v3 (target sign flipped: degraded)."""
     work = tmp_path_factory.mktemp("canary")
     train = pd.concat([validated("20241022130000"), validated("20241022131500")], ignore_index=True)
     table = write_table(train, work / "train.parquet")
@@ -48,6 +50,7 @@ def versions(validated, task, tmp_path_factory: pytest.TempPathFactory) -> Versi
     flipped["AvgTone"] = -10.0 - flipped["AvgTone"]  # AvgTone < -5 becomes AvgTone > -5
     flipped_table = write_table(flipped, work / "flipped.parquet")
     _train_and_register(work, flipped_table, "v3", TrainConfig(num_threads=1), "challenger")
+    _train_and_register(work, table, "v4", TrainConfig(num_threads=1, seed=4), "challenger")
     traffic = validated("20241022150000").sample(n=600, random_state=0)
     return Versions(
         tracking_uri=f"sqlite:///{work / 'mlflow.db'}",
@@ -171,3 +174,32 @@ def test_a_second_rollout_during_a_canary_is_refused(versions: Versions, serving
     racer.join()
     assert len(errors) == 1 and "another rollout is under way" in str(errors[0])
     assert outcome is not None and not outcome.promoted  # the first rollout ran to its own end
+
+
+def test_release_canaries_a_gate_passed_version_then_makes_it_champion(versions: Versions, serving: Path) -> None:
+    from components.deploy.component import release_challenger
+
+    with pytest.raises(ModelRegistryError, match="has not passed the promotion gate"):
+        release_version(tracking_uri=versions.tracking_uri, model_name=MODEL_NAME, version="4", serving_dir=serving)
+    record_gate(
+        tracking_uri=versions.tracking_uri,
+        model_name=MODEL_NAME,
+        version="4",
+        verdict={"promote": True, "reason": "equivalent, preferred"},
+    )
+    served = read_serving(serving)
+    assert served is not None
+    with TrafficReplayer(served.url, MODEL_NAME, versions.instances, versions.labels, label_delay_s=0.5):
+        result = release_challenger.python_func(
+            tracking_uri=versions.tracking_uri,
+            model_name=MODEL_NAME,
+            version="4",
+            serving_dir=str(serving),
+            port=0,
+            canary_policy=json.dumps({"steps": [50], "min_requests": 150, "interval_s": 0.5}),
+        )
+    assert result == "promoted"
+    champion = find_alias(tracking_uri=versions.tracking_uri, model_name=MODEL_NAME)
+    assert champion is not None and champion.version == "4"
+    lineage = lineage_of(tracking_uri=versions.tracking_uri, model_name=MODEL_NAME, version="4")
+    assert lineage["canary"] == "promoted" and "no check failed" in lineage["canary_reason"]

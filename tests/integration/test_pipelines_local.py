@@ -6,9 +6,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from components.deploy.core import read_deployment, stop_local
+from components.deploy.local import read_serving, stop_serving
+from components.deploy.traffic import TrafficReplayer
+from components.features.core import build_labels, input_columns
 from components.ingest.mirror import GdeltMirror
 from components.register.core import find_alias, lineage_of
+from components.serve import payloads
 from pipelines.drift_response import drift_response_pipeline
 from pipelines.local import init_local, run_pipeline
 from pipelines.settings import Settings
@@ -22,7 +25,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, data_dir: Path):
     settings = Settings.from_env(home=str(tmp_path_factory.mktemp("home")), data_dir=str(data_dir))
     init_local(settings.pipeline_root)
     yield settings
-    stop_local(settings.serving_dir)
+    stop_serving(settings.serving_dir)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +43,12 @@ def feed(tmp_path_factory: pytest.TempPathFactory, gdelt_dir: Path):
 BATCHES = ("20241022130000", "20241022131500", "20241022133000")
 
 
-def test_training_then_drift_response_on_real_batches(settings: Settings, feed: GdeltMirror) -> None:
+def test_training_then_drift_response_on_real_batches(
+    settings: Settings,
+    feed: GdeltMirror,
+    validated,
+    task,  # type: ignore[no-untyped-def]
+) -> None:
     arguments = {**settings.pipeline_arguments(), "source": feed.url, "ingest_workers": 0}
     run_pipeline(
         training_pipeline,
@@ -49,9 +57,9 @@ def test_training_then_drift_response_on_real_batches(settings: Settings, feed: 
     )
     champion = find_alias(tracking_uri=settings.tracking_uri, model_name=settings.model_name)
     assert champion is not None and champion.version == "1" and champion.metrics["auc"] > 0.5
-    deployment = read_deployment(settings.serving_dir)
-    assert deployment is not None and deployment.model_version == "1"
-    assert requests.get(f"{deployment.url}/v2/models/{settings.model_name}/ready", timeout=5).status_code == 200
+    served = read_serving(settings.serving_dir)
+    assert served is not None and served.routes.stable.version == "1" and served.routes.canary is None
+    assert requests.get(f"{served.url}/v2/models/{settings.model_name}/ready", timeout=5).status_code == 200
 
     # A batch under the normal policy: the champion is measured and the decision explained.
     arguments = {**settings.drift_response_arguments(), "source": feed.url, "ingest_workers": 0}
@@ -64,33 +72,48 @@ def test_training_then_drift_response_on_real_batches(settings: Settings, feed: 
     assert first["action"] in {"none", "monitor", "retrain"} and first["reason"]
     assert 0.5 < first["batch_auc"] < 1 and first["baseline_auc"] == pytest.approx(champion.metrics["auc"])
 
-    # A policy that always retrains exercises the branch: window, train, challenger, gate.
-    second = run_pipeline(
-        drift_response_pipeline,
-        {
-            **arguments,
-            "batch_id": BATCHES[2],
-            "severe_auc_drop": -1.0,
-            "evidently": "always",
-            "tune_trials": 4,
-        },
-        log_path=settings.logs_dir / "r2.log",
+    # A policy that always retrains exercises the branch: window, train, challenger, gate, and
+    # (when the gate passes an equivalent challenger) a canary under live traffic with labels.
+    live = validated(BATCHES[2]).sample(n=500, random_state=0)
+    traffic = TrafficReplayer(
+        served.url,
+        settings.model_name,
+        payloads.instances(live[list(input_columns(task))], task),
+        build_labels(live, task).astype(int).tolist(),
     )
+    with traffic:
+        second = run_pipeline(
+            drift_response_pipeline,
+            {
+                **arguments,
+                "batch_id": BATCHES[2],
+                "severe_auc_drop": -1.0,
+                "evidently": "always",
+                "tune_trials": 4,
+                "prefer_challenger": True,
+                "canary_policy": json.dumps({"steps": [50], "min_requests": 100, "step_timeout_s": 120}),
+            },
+            log_path=settings.logs_dir / "r2.log",
+        )
     assert second["action"] == "retrain"
     challenger = find_alias(tracking_uri=settings.tracking_uri, model_name=settings.model_name, alias="challenger")
     assert challenger is not None and int(challenger.version) >= 2
     now = find_alias(tracking_uri=settings.tracking_uri, model_name=settings.model_name)
     assert now is not None
     gate = json.loads(next(settings.pipeline_root.rglob("gate-challenger/result")).read_text())
-    assert gate["promote"] == (now.version == challenger.version)
     # The challenger's lineage and the gate's verdict are read back from MLflow.
     lineage = lineage_of(tracking_uri=settings.tracking_uri, model_name=settings.model_name, version=challenger.version)
     assert lineage["source_batches"] == list(BATCHES[:3]) and lineage["incident"] == BATCHES[2]
     assert lineage["kfp_run"].startswith("driftpilot-drift-response") and lineage["study"] == lineage["kfp_run"]
     assert lineage["gate"] == ("promote" if gate["promote"] else "keep") and lineage["gate_reason"] == gate["reason"]
+    # A challenger the gate passed went through a canary; it is champion only if the canary promoted it.
+    assert lineage["canary"] == (
+        "" if not gate["promote"] else "promoted" if now.version == challenger.version else "rolled_back"
+    )
     study = json.loads(next(settings.pipeline_root.rglob("select-best-params/summary")).read_text())
     assert study["complete"] + study["pruned"] == 4 and set(study["importance"]) == set(study["best_params"])
-    assert read_deployment(settings.serving_dir).model_version == now.version  # type: ignore[union-attr]
+    after = read_serving(settings.serving_dir)
+    assert after is not None and after.routes.stable.version == now.version and after.routes.canary is None
     pages = [p.read_text() for p in settings.pipeline_root.rglob("detect-data-drift/html")]
     assert any("Drifted Columns" in page for page in pages)  # Evidently's report, asked for always
     for path in settings.pipeline_root.rglob("detect-data-drift/report"):

@@ -53,9 +53,7 @@ def test_the_radius_is_where_the_mixture_likelihood_ratio_reaches_one_over_alpha
     assert confidence_radius(0.0, alpha, tau2) == math.inf
 
 
-def _looks(
-    rng: np.random.Generator, version: str, n: int, every: int, *, worse_by: float = 0.0
-) -> list[VariantStats]:
+def _looks(rng: np.random.Generator, version: str, n: int, every: int, *, worse_by: float = 0.0) -> list[VariantStats]:
     """The cumulative stats of ``n`` requests seen after every ``every`` requests.
 
     ``worse_by`` 1 puts every quantity exactly one margin worse than the reference traffic (0).
