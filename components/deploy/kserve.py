@@ -10,6 +10,7 @@ traffic between: a rollout replaces the predictor, and a rollback puts the previ
 (kept in an annotation) back.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,14 +18,19 @@ from kubernetes import client
 
 from components.common.kube import INFERENCE_SERVICE, apply_custom, get_custom, patch_custom
 from components.common.security import SECURE_CONTAINER, SECURE_POD
+from components.deploy.canary import CanaryPolicy, VariantStats, Verdict
+from components.deploy.controller import CanaryOutcome, run_canary
+from components.deploy.lease import rollout_lease
 
 __all__ = [
     "MODES",
     "PREVIOUS_MODEL_ANNOTATION",
+    "InferenceServiceRouter",
     "PredictorSpec",
     "inference_service",
     "model_uri",
     "promote",
+    "release",
     "roll_back",
     "roll_out",
     "traffic",
@@ -214,3 +220,86 @@ def traffic(isvc: dict[str, Any]) -> dict[str, int]:
     if percent is None:
         return {"latest": 100}
     return {"canary": int(percent), "previous": 100 - int(percent)}
+
+
+class InferenceServiceRouter:
+    """The canary router of an InferenceService: KServe splits the traffic, a stats source counts it.
+
+    Args:
+        api: Kubernetes API client.
+        namespace: The InferenceService's namespace.
+        name: Its name.
+        stats: Cumulative (stable, canary) stats of its two revisions, from wherever the cluster
+            keeps them (the predictors' metrics, the inference log).
+    """
+
+    def __init__(
+        self, api: client.ApiClient, namespace: str, name: str, stats: Callable[[], tuple[VariantStats, VariantStats]]
+    ) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.name = name
+        self._stats = stats
+
+    def set_canary(self, percent: int) -> None:
+        """Patch ``canaryTrafficPercent``."""
+        _set_canary(self.api, self.namespace, self.name, percent)
+
+    def stats(self) -> tuple[VariantStats, VariantStats]:
+        """The two revisions' stats."""
+        return self._stats()
+
+    def promote(self) -> None:
+        """All traffic to the new revision."""
+        promote(self.api, self.namespace, self.name)
+
+    def roll_back(self) -> None:
+        """All traffic back to the previous model."""
+        roll_back(self.api, self.namespace, self.name)
+
+
+def release(
+    api: client.ApiClient,
+    namespace: str,
+    spec: PredictorSpec,
+    policy: CanaryPolicy,
+    *,
+    holder: str,
+    stats: Callable[[], tuple[VariantStats, VariantStats]],
+    record: Callable[[Verdict], None] = lambda verdict: None,
+) -> CanaryOutcome | None:
+    """Roll a new model out on an InferenceService through a judged canary, holding its rollout lease.
+
+    A new InferenceService (nothing to compare with) and RawDeployment mode (no revisions to
+    split traffic between) take the model at once; otherwise the new revision starts at the
+    policy's first step and ``run_canary`` promotes it or rolls it back.
+
+    Args:
+        api: Kubernetes API client.
+        namespace: The InferenceService's namespace.
+        spec: The new predictor.
+        policy: The canary policy.
+        holder: Who releases (the KFP run, the incident): named to a rollout that is refused.
+        stats: The stats source of the two revisions.
+        record: Called with every canary decision.
+
+    Returns:
+        The canary's outcome, or None when no canary ran.
+
+    Raises:
+        RolloutBusyError: Another rollout holds the InferenceService.
+    """
+    ttl_s = int(len(policy.steps) * (policy.step_timeout_s + policy.interval_s) + 300)
+    with rollout_lease(api, namespace, spec.name, holder, ttl_s=ttl_s):
+        stored = get_custom(api, INFERENCE_SERVICE, namespace, spec.name)
+        if (
+            stored is not None
+            and model_uri(stored) == spec.model_uri
+            and "canaryTrafficPercent" not in stored["spec"]["predictor"]
+        ):
+            return None  # already serving it
+        roll_out(api, namespace, spec, canary_percent=policy.steps[0])
+        if stored is None or spec.mode != "Serverless":
+            return None
+        router = InferenceServiceRouter(api, namespace, spec.name, stats)
+        return run_canary(router, policy, record=record)

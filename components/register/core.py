@@ -34,8 +34,8 @@ from components.features.core import input_columns
 from components.train.model import TrainedModel
 
 __all__ = [
-    "CHALLENGER",
     "CANARY_TAG",
+    "CHALLENGER",
     "CHAMPION",
     "Lineage",
     "ModelRef",

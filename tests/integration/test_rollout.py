@@ -1,4 +1,7 @@
-"""Rollouts on the real API server with KServe's CRD: one at a time per InferenceService, and rollback by hand.
+"""Rollouts on the real API server with KServe's CRD: judged canaries, one at a time, and rollback by hand.
+
+The canary's traffic is simulated (no kubelet or Knative runs here), split as the stored
+InferenceService says; the controller, the analysis, the patches and the lease are the real ones.
 
 ``driftpilot rollback`` and the README's ``kubectl patch`` are checked to leave the same object;
 two rollouts racing for one InferenceService: exactly one proceeds and the other is told why.
@@ -13,9 +16,19 @@ from kubernetes import client
 
 from components.common.images import SERVING_IMAGE
 from components.common.kube import INFERENCE_SERVICE, get_custom, patch_custom
-from components.deploy.kserve import PREVIOUS_MODEL_ANNOTATION, PredictorSpec, model_uri, roll_back, roll_out, traffic
+from components.deploy.canary import CanaryPolicy
+from components.deploy.kserve import (
+    PREVIOUS_MODEL_ANNOTATION,
+    PredictorSpec,
+    model_uri,
+    release,
+    roll_back,
+    roll_out,
+    traffic,
+)
 from components.deploy.lease import RolloutBusyError, rollout_lease
 from pipelines.cli import main
+from tests.traffic import SimulatedTraffic
 
 pytestmark = pytest.mark.integration
 
@@ -152,3 +165,95 @@ def test_a_replace_from_a_stale_read_is_refused_with_a_conflict(
     assert refused.value.status == 409
     kept = get_custom(kube_api, INFERENCE_SERVICE, kube_namespace, "gdelt-tone")
     assert kept is not None and traffic(kept) == {"canary": 10, "previous": 90}  # nothing half-applied
+
+
+def _share(api: client.ApiClient, namespace: str) -> int:
+    """The canary's share as the stored InferenceService says (what KServe would route)."""
+    stored = get_custom(api, INFERENCE_SERVICE, namespace, "gdelt-tone")
+    return traffic(stored).get("canary", 0) if stored else 0
+
+
+FAST = CanaryPolicy(steps=(10, 50), min_requests=100, interval_s=0.01)
+
+
+def test_a_release_steps_a_healthy_canary_through_the_api_then_promotes_it(
+    kube_api: client.ApiClient, crds: list[str], kube_namespace: str
+) -> None:
+    def stats() -> tuple:  # type: ignore[type-arg]
+        seen.append(_share(kube_api, kube_namespace))
+        return simulated()
+
+    seen: list[int] = []
+    simulated = SimulatedTraffic(1, lambda: seen[-1])
+    assert release(kube_api, kube_namespace, _spec(1), FAST, holder="run-1", stats=stats) is None  # nothing to compare
+    decisions: list[str] = []
+    outcome = release(
+        kube_api,
+        kube_namespace,
+        _spec(2),
+        FAST,
+        holder="run-2",
+        stats=stats,
+        record=lambda v: decisions.append(v.action),
+    )
+    assert outcome is not None and outcome.promoted and decisions == ["step", "promote"]
+    assert 10 in seen and 50 in seen  # the API server held each step while it was judged
+    stored = get_custom(kube_api, INFERENCE_SERVICE, kube_namespace, "gdelt-tone")
+    assert stored is not None and traffic(stored) == {"latest": 100}
+    assert model_uri(stored) == "models:/gdelt-tone/2"
+    assert stored["metadata"]["annotations"]["driftpilot.io/incident"] == "inc-2"
+    assert client.CoordinationV1Api(kube_api).list_namespaced_lease(kube_namespace).items == []
+
+
+def test_a_release_rolls_a_degraded_canary_back_at_its_first_step(
+    kube_api: client.ApiClient, crds: list[str], kube_namespace: str
+) -> None:
+    seen: list[int] = []
+    simulated = SimulatedTraffic(2, lambda: seen[-1], error_rate=0.4)
+
+    def stats() -> tuple:  # type: ignore[type-arg]
+        seen.append(_share(kube_api, kube_namespace))
+        return simulated()
+
+    release(kube_api, kube_namespace, _spec(1), FAST, holder="run-1", stats=stats)
+    outcome = release(kube_api, kube_namespace, _spec(2), FAST, holder="run-2", stats=stats)
+    assert outcome is not None and not outcome.promoted and "errors" in outcome.verdict.reason
+    assert max(seen) == 10  # never past the first step
+    stored = get_custom(kube_api, INFERENCE_SERVICE, kube_namespace, "gdelt-tone")
+    assert stored is not None and traffic(stored) == {"canary": 0, "previous": 100}
+
+
+def test_of_two_racing_releases_exactly_one_runs_its_canary(
+    kube_api: client.ApiClient, crds: list[str], kube_namespace: str
+) -> None:
+    release(kube_api, kube_namespace, _spec(1), FAST, holder="run-1", stats=lambda: SimulatedTraffic(0, lambda: 0)())
+    refused = threading.Event()
+    outcomes: dict[str, object] = {}
+
+    def run(version: int) -> None:
+        simulated = SimulatedTraffic(version, lambda: _share(kube_api, kube_namespace))
+
+        def stats() -> tuple:  # type: ignore[type-arg]
+            refused.wait(timeout=30)  # the winner's canary waits until the loser has been refused
+            return simulated()
+
+        try:
+            outcomes[f"run-{version}"] = release(
+                kube_api, kube_namespace, _spec(version), FAST, holder=f"run-{version}", stats=stats
+            )
+        except RolloutBusyError as exc:
+            outcomes[f"run-{version}"] = exc
+            refused.set()
+
+    threads = [threading.Thread(target=run, args=(v,)) for v in (2, 3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    errors = [o for o in outcomes.values() if isinstance(o, RolloutBusyError)]
+    (winner,) = [h for h, o in outcomes.items() if not isinstance(o, RolloutBusyError)]
+    assert len(errors) == 1 and "gdelt-tone" in str(errors[0])
+    assert outcomes[winner].promoted  # type: ignore[attr-defined]
+    stored = get_custom(kube_api, INFERENCE_SERVICE, kube_namespace, "gdelt-tone")
+    assert stored is not None and traffic(stored) == {"latest": 100}
+    assert model_uri(stored) == f"models:/gdelt-tone/{winner.split('-')[1]}"  # nothing of the loser applied

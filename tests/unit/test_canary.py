@@ -10,38 +10,16 @@ import pytest
 from components.deploy.canary import CanaryPolicy, Moments, VariantStats, analyse, confidence_radius, judge
 from components.deploy.controller import run_canary
 from components.deploy.splitter import Backend, Routes, TrafficSplitter, _canary_side, _scores, write_routes
+from tests.traffic import SimulatedTraffic, add_request
 
 POLICY = CanaryPolicy()
 
 
-def _traffic(
-    rng: np.random.Generator,
-    version: str,
-    n: int,
-    *,
-    error_rate: float = 0.01,
-    latency: float = 0.01,
-    score_shift: float = 0.0,
-    loss_shift: float = 0.0,
-) -> VariantStats:
+def _traffic(rng: np.random.Generator, version: str, n: int, **degradation: float) -> VariantStats:
     stats = VariantStats(version)
     for _ in range(n):
-        _request(rng, stats, error_rate, latency, score_shift, loss_shift)
+        add_request(rng, stats, **degradation)
     return stats
-
-
-def _request(
-    rng: np.random.Generator, stats: VariantStats, error_rate: float, latency: float, score_shift: float, loss: float
-) -> None:
-    stats.requests += 1
-    if rng.random() < error_rate:
-        stats.errors += 1
-        return
-    stats.latency.add(math.log(latency * rng.lognormal(0, 0.3)))
-    score = float(np.clip(rng.beta(2, 6) + score_shift, 0, 1))
-    stats.scores.add(score)
-    if rng.random() < 0.5:  # half the labels have arrived
-        stats.log_loss.add(float(rng.exponential(0.45)) + loss)
 
 
 def test_the_radius_is_where_the_mixture_likelihood_ratio_reaches_one_over_alpha() -> None:
@@ -106,7 +84,7 @@ def test_a_canary_at_its_margins_is_rarely_rolled_back_however_often_it_is_analy
         ({"latency": 0.02}, "latency"),
         ({"score_shift": 0.25}, "divergence"),
         ({"score_shift": -0.2}, "divergence"),
-        ({"loss_shift": 0.2}, "log_loss"),
+        ({"loss": 0.2}, "log_loss"),
     ],
 )
 def test_each_degradation_fails_its_check_within_a_thousand_requests(degradation: dict, check: str) -> None:  # type: ignore[type-arg]
@@ -163,34 +141,21 @@ def test_moments_since_a_snapshot() -> None:
 
 
 class _SimulatedTarget:
-    """A router whose traffic is drawn at random: canary requests arrive in proportion to its share."""
+    """A router whose traffic is simulated: canary requests arrive in proportion to its share."""
 
-    def __init__(self, rng: np.random.Generator, **canary: float) -> None:
-        self.rng = rng
-        self.canary_quality = canary
-        self.stable, self.canary = VariantStats("1"), VariantStats("2")
-        self.percent = 0
+    def __init__(self, seed: int, **canary: float) -> None:
         self.shares: list[int] = []
+        self.traffic = SimulatedTraffic(seed, lambda: self.shares[-1] if self.shares else 0, **canary)
         self.ended = ""
         self.fail_after: int | None = None
 
     def set_canary(self, percent: int) -> None:
-        self.percent = percent
         self.shares.append(percent)
 
     def stats(self) -> tuple[VariantStats, VariantStats]:
         if self.fail_after is not None and len(self.shares) > self.fail_after:
             raise ConnectionError("traffic source gone")
-        for _ in range(100):
-            if self.rng.random() * 100 < self.percent:
-                _request(
-                    self.rng,
-                    self.canary,
-                    **{"error_rate": 0.01, "latency": 0.01, "score_shift": 0.0, "loss": 0.0, **self.canary_quality},
-                )  # type: ignore[arg-type]
-            else:
-                _request(self.rng, self.stable, 0.01, 0.01, 0.0, 0.0)
-        return self.stable, self.canary
+        return self.traffic()
 
     def promote(self) -> None:
         self.ended = "promoted"
@@ -206,21 +171,21 @@ def _run(target: _SimulatedTarget, recorded: list) -> object:  # type: ignore[ty
 
 
 def test_the_controller_steps_through_every_share_then_promotes() -> None:
-    target, recorded = _SimulatedTarget(np.random.default_rng(4)), []  # type: ignore[var-annotated]
+    target, recorded = _SimulatedTarget(4), []  # type: ignore[var-annotated]
     outcome = _run(target, recorded)
     assert target.shares == [10, 30, 50] and target.ended == "promoted"
     assert outcome.promoted and [v.action for v in recorded] == ["step", "step", "promote"]  # type: ignore[attr-defined]
 
 
 def test_the_controller_rolls_back_a_failing_canary_at_its_first_step() -> None:
-    target, recorded = _SimulatedTarget(np.random.default_rng(5), error_rate=0.3), []  # type: ignore[var-annotated]
+    target, recorded = _SimulatedTarget(5, error_rate=0.3), []  # type: ignore[var-annotated]
     outcome = _run(target, recorded)
     assert target.shares == [10] and target.ended == "rolled back"
     assert not outcome.promoted and [v.action for v in recorded] == ["rollback"]  # type: ignore[attr-defined]
 
 
 def test_the_controller_rolls_back_when_its_traffic_source_fails() -> None:
-    target = _SimulatedTarget(np.random.default_rng(6))
+    target = _SimulatedTarget(6)
     target.fail_after = 1
     with pytest.raises(ConnectionError):
         _run(target, [])
