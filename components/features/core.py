@@ -4,6 +4,8 @@ Categorical features become pandas ``category`` columns (LightGBM reads them nat
 unseen categories to missing at prediction time); numeric ones become ``float64``.
 """
 
+import datetime as dt
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -12,7 +14,14 @@ import pandas as pd
 from components.common.errors import ConfigError
 from components.common.task import TaskSpec
 
-__all__ = ["DERIVED_FEATURES", "build_features", "build_labels", "input_columns", "split_by_key"]
+__all__ = [
+    "DERIVED_FEATURES",
+    "DERIVED_ROW_FEATURES",
+    "build_features",
+    "build_labels",
+    "input_columns",
+    "split_by_key",
+]
 
 
 def _event_age_days(frame: pd.DataFrame) -> pd.Series:
@@ -26,10 +35,34 @@ def _event_age_days(frame: pd.DataFrame) -> pd.Series:
     return (added - event).dt.days.astype("float64")
 
 
+def _digits(value: object) -> str:
+    """A number's or numeric string's integer digits, as ``_event_age_days`` reads them ('' if none)."""
+    try:
+        return str(int(value.strip()) if isinstance(value, str) else int(float(value)))  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return ""
+
+
+def _day(text: str) -> dt.date | None:
+    try:
+        return dt.datetime.strptime(text, "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
+def _event_age_days_row(sqldate: object, dateadded: object) -> float:
+    """``_event_age_days`` for one row, without pandas (the model server's single-row path)."""
+    event, added = _day(_digits(sqldate)), _day(_digits(dateadded)[:8])
+    return float((added - event).days) if event and added else math.nan
+
+
 DERIVED_FEATURES: dict[str, tuple[tuple[str, ...], Callable[[pd.DataFrame], pd.Series]]] = {
     "event_age_days": (("SQLDATE", "DATEADDED"), _event_age_days),
 }
 """Derived features by name: the columns each needs and how it is computed."""
+
+DERIVED_ROW_FEATURES: dict[str, Callable[..., float]] = {"event_age_days": _event_age_days_row}
+"""The same derived features computed from one row's values (the needed columns, in order)."""
 
 
 def input_columns(task: TaskSpec) -> tuple[str, ...]:

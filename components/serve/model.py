@@ -26,12 +26,16 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from components.common.errors import ServingError
 from components.deploy.core import parse_registry_uri, resolve_model_version
+from components.serve.scoring import RowScorer
+from components.train.model import TrainedModel
 
 __all__ = [
     "OUTPUT_NAME",
     "DriftpilotModel",
     "InputColumn",
     "ScoringBatch",
+    "columns_from_infer_request",
+    "columns_from_instances",
     "columns_from_schema",
     "frame_from_infer_request",
     "frame_from_instances",
@@ -70,12 +74,20 @@ class ScoringBatch:
     """Rows to score and the V2 request they came from.
 
     Attributes:
-        frame: One row per instance, one column per signature input, in signature order.
+        columns: One typed column per signature input, in signature order: a list of str or
+            None for text columns, a float64 array (NaN for null) for numeric ones.
+        rows: Number of rows.
         request: The V2 request (its id and requested outputs shape the reply); None for V1.
     """
 
-    frame: pd.DataFrame
+    columns: dict[str, Any]
+    rows: int
     request: InferRequest | None = None
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The rows as a DataFrame (text columns as objects, numbers as float64)."""
+        return pd.DataFrame(self.columns)
 
 
 def columns_from_schema(schema: Any) -> tuple[InputColumn, ...]:
@@ -185,12 +197,21 @@ def _name_problems(given: list[str], columns: tuple[InputColumn, ...]) -> list[s
 def frame_from_instances(instances: Any, columns: tuple[InputColumn, ...]) -> pd.DataFrame:
     """Turn V1 instances (one ``{column: value}`` object per row) into a typed frame.
 
+    Raises:
+        InvalidInput: As ``columns_from_instances``.
+    """
+    return pd.DataFrame(columns_from_instances(instances, columns))
+
+
+def columns_from_instances(instances: Any, columns: tuple[InputColumn, ...]) -> dict[str, Any]:
+    """Turn V1 instances (one ``{column: value}`` object per row) into typed columns.
+
     Args:
         instances: The ``instances`` list of a V1 request.
         columns: The signature's columns.
 
     Returns:
-        One row per instance; text columns as objects (str or None), numbers as float64.
+        One column per signature input: text as a list of str or None, numbers as float64 arrays.
 
     Raises:
         InvalidInput: When the list is empty or not a list, a row is not an object, a column is
@@ -216,7 +237,7 @@ def frame_from_instances(instances: Any, columns: tuple[InputColumn, ...]) -> pd
         data[column.name], found = _convert(column, values)
         problems.extend(found)
     _raise_problems(problems, columns)
-    return pd.DataFrame(data)
+    return data
 
 
 def _flatten(data: Any) -> list[Any]:
@@ -255,12 +276,21 @@ def _tensor_values(tensor: Any) -> tuple[list[Any], list[str]]:
 def frame_from_infer_request(request: InferRequest, columns: tuple[InputColumn, ...]) -> pd.DataFrame:
     """Turn a V2 (Open Inference Protocol) request, one tensor per column, into a typed frame.
 
+    Raises:
+        InvalidInput: As ``columns_from_infer_request``.
+    """
+    return pd.DataFrame(columns_from_infer_request(request, columns))
+
+
+def columns_from_infer_request(request: InferRequest, columns: tuple[InputColumn, ...]) -> dict[str, Any]:
+    """Turn a V2 (Open Inference Protocol) request, one tensor per column, into typed columns.
+
     Args:
         request: The decoded V2 request.
         columns: The signature's columns.
 
     Returns:
-        One row per tensor element; text columns as objects (str or None), numbers as float64.
+        One column per signature input: text as a list of str or None, numbers as float64 arrays.
 
     Raises:
         InvalidInput: When there are no rows, a column is missing, unknown or repeated, a tensor
@@ -299,7 +329,7 @@ def frame_from_infer_request(request: InferRequest, columns: tuple[InputColumn, 
         raise InvalidInput(f"inputs disagree on the number of rows: {rows}")
     if counts == [0]:
         raise InvalidInput("the request has no rows: every input tensor is empty")
-    return pd.DataFrame(data)
+    return data
 
 
 class DriftpilotModel(kserve.Model):
@@ -321,6 +351,7 @@ class DriftpilotModel(kserve.Model):
         self.loaded_uri = ""
         self.columns: tuple[InputColumn, ...] = ()
         self._pyfunc: Any = None
+        self._scorer: RowScorer | None = None
 
     def load(self) -> bool:
         """Resolve the version, load the pyfunc and read its signature.
@@ -351,6 +382,9 @@ class DriftpilotModel(kserve.Model):
         except (MlflowException, OSError) as exc:
             raise ServingError(f"cannot load {self.loaded_uri} (from {self.model_uri}): {exc}") from exc
         self.columns = columns_from_schema(self._pyfunc.metadata.get_input_schema())
+        trained = getattr(self._pyfunc.unwrap_python_model(), "model", None)
+        if isinstance(trained, TrainedModel) and RowScorer.supports(trained):
+            self._scorer = RowScorer(trained)
         self.ready = True
         logger.info(
             "loaded %s as %r (version %s, %d input columns) in %.1f s",
@@ -384,12 +418,32 @@ class DriftpilotModel(kserve.Model):
             InvalidInput: When the payload does not fit the signature (HTTP 400).
         """
         if isinstance(payload, InferRequest):
-            return ScoringBatch(frame_from_infer_request(payload, self.columns), request=payload)
+            data = columns_from_infer_request(payload, self.columns)
+            return ScoringBatch(data, len(next(iter(data.values()))), request=payload)
         if isinstance(payload, dict) and "instances" in payload:
-            return ScoringBatch(frame_from_instances(payload["instances"], self.columns))
+            data = columns_from_instances(payload["instances"], self.columns)
+            return ScoringBatch(data, len(payload["instances"]))
         if isinstance(payload, bytes | str):
             raise InvalidInput(f"the body is not JSON (set Content-Type: application/json); {_V1_SHAPE}")
         raise InvalidInput(f'expected a JSON object with an "instances" list; {_V1_SHAPE}')
+
+    def score(self, batch: ScoringBatch) -> np.ndarray:
+        """P(label = 1) per row: through ``RowScorer`` for LightGBM, else through the MLflow pyfunc.
+
+        Raises:
+            InvalidInput: When MLflow's own schema check rejects the rows (HTTP 400).
+        """
+        if self._scorer is not None:
+            return self._scorer.score(batch.columns, batch.rows)
+        from mlflow.exceptions import MlflowException
+
+        try:
+            scores = self._pyfunc.predict(batch.frame)
+        except MlflowException as exc:
+            if exc.error_code == "INVALID_PARAMETER_VALUE":
+                raise InvalidInput(f"the model rejected the rows: {exc.message}") from exc
+            raise
+        return np.asarray(scores, dtype="float64").reshape(-1)
 
     def predict(self, payload: ScoringBatch, headers: dict[str, str] | None = None) -> dict[str, Any] | InferResponse:
         """Score the batch in one call.
@@ -405,15 +459,7 @@ class DriftpilotModel(kserve.Model):
         Raises:
             InvalidInput: When MLflow's own schema check rejects the rows (HTTP 400).
         """
-        from mlflow.exceptions import MlflowException
-
-        try:
-            scores = self._pyfunc.predict(payload.frame)
-        except MlflowException as exc:
-            if exc.error_code == "INVALID_PARAMETER_VALUE":
-                raise InvalidInput(f"the model rejected the rows: {exc.message}") from exc
-            raise
-        probabilities = np.asarray(scores, dtype="float64").reshape(-1)
+        probabilities = self.score(payload)
         if payload.request is None:
             return {"predictions": probabilities.tolist()}
         output = InferOutput(name=OUTPUT_NAME, shape=[len(probabilities)], datatype="FP64", data=probabilities.tolist())
