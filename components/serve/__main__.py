@@ -1,14 +1,18 @@
 """Start the model server: ``python -m components.serve --model_name ... --model_uri ...``.
 
-Takes every flag of KServe's shared parser (``--model_name``, ``--http_port``, ``--grpc_port``,
-``--enable_grpc``, ...) plus ``--model_uri`` and ``--tracking_uri``.
+Takes KServe's shared model-server flags (``--model_name``, ``--http_port``, ...) plus
+``--model_uri`` and ``--tracking_uri``, and serves V1 and V2 REST on ``--http_port`` through
+``components.serve.app`` (uvicorn). gRPC is not served: ``--enable_grpc`` and ``--grpc_port`` are
+accepted for KServe's sake and ignored.
 """
 
 import argparse
 
 import kserve
+import uvicorn
 from kserve import logging as kserve_logging
 
+from components.serve.app import build_app
 from components.serve.model import DriftpilotModel
 
 
@@ -47,20 +51,16 @@ def main(argv: list[str] | None = None) -> None:
         kserve_logging.configure_logging(args.log_config_file)
     model = DriftpilotModel(args.model_name, args.model_uri, tracking_uri=args.tracking_uri)
     model.load()
-    server = kserve.ModelServer(
-        http_port=args.http_port,
-        grpc_port=args.grpc_port,
-        workers=1,
-        max_threads=args.max_threads,
-        max_asyncio_workers=args.max_asyncio_workers,
-        enable_grpc=args.enable_grpc,
-        enable_docs_url=args.enable_docs_url,
-        enable_latency_logging=args.enable_latency_logging,
-        access_log_format=args.access_log_format,
-        event_loop=args.event_loop,
+    uvicorn.run(
+        build_app(model),
+        host="0.0.0.0",  # a model server in a pod listens on the pod's address
+        port=args.http_port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="info",
         timeout_keep_alive=args.timeout_keep_alive,
     )
-    server.start([model])
 
 
 if __name__ == "__main__":
