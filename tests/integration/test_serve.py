@@ -205,6 +205,26 @@ def test_empty_request_is_a_400(registry: Registry, served: LocalDeployment) -> 
         assert "empty" in response.json()["error"] or "no rows" in response.json()["error"]
 
 
+def test_health_metadata_and_metrics_routes(registry: Registry, served: LocalDeployment) -> None:
+    base = served.url
+    assert requests.get(f"{base}/v2/health/live", timeout=TIMEOUT).json() == {"live": True}
+    assert requests.get(f"{base}/v2/health/ready", timeout=TIMEOUT).json() == {"ready": True}
+    assert requests.get(f"{base}/v1/models/{MODEL_NAME}", timeout=TIMEOUT).json()["ready"] is True
+    metadata = requests.get(f"{base}/v2/models/{MODEL_NAME}", timeout=TIMEOUT).json()
+    assert metadata["versions"] == ["1"] and {i["name"] for i in metadata["inputs"]} == set(registry.rows.columns)
+    assert requests.get(f"{base}/v2/models/other/ready", timeout=TIMEOUT).status_code == 404
+    assert requests.post(f"{base}/v1/models/other:predict", json={"instances": []}, timeout=TIMEOUT).status_code == 404
+    not_json = requests.post(
+        f"{base}/v1/models/{MODEL_NAME}:predict", data=b"{oops", headers={"Content-Type": "application/json"}
+    )
+    assert not_json.status_code == 400 and "not JSON" in not_json.json()["error"]
+    _v1(served, {"instances": payloads.instances(registry.rows.head(3), registry.task)}).raise_for_status()
+    metrics = requests.get(f"{base}/metrics", timeout=TIMEOUT).text
+    assert 'driftpilot_requests_total{route="v1",status="400"}' in metrics
+    assert 'driftpilot_requests_total{route="v1",status="200"}' in metrics
+    assert "driftpilot_request_seconds_bucket" in metrics and "driftpilot_rows_scored_total" in metrics
+
+
 def test_unknown_alias_is_refused_before_any_server_starts(registry: Registry) -> None:
     state_dir = registry.work / "serving-unknown"
 
