@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         "--max-replay", type=int, default=10, help="replay at most N later batches (default 10; 0 for all)"
     )
     demo.add_argument("--keep-serving", action="store_true", help="leave the model server running")
+    demo.add_argument("--no-drill", dest="drill", action="store_false", help="skip the release drill at the end")
     ing = commands.add_parser("ingest", help="ingest GDELT export files into the lake (Dask)")
     ing.add_argument("--source", required=True, help="GDELT feed URL, s3://bucket/prefix, or a local folder")
     ing.add_argument("--lake", required=True, help="lake: a local folder or s3://bucket/prefix")
@@ -242,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from pipelines.settings import Settings
 
             settings = Settings.from_env(home=args.home, data_dir=args.data_dir)
-            run_demo(settings, DemoOptions(args.train_batches, args.max_replay, args.keep_serving))
+            run_demo(settings, DemoOptions(args.train_batches, args.max_replay, args.keep_serving, args.drill))
         elif args.command == "ingest":
             result = _ingest(args)
             return 1 if result["failed"] else 0

@@ -29,11 +29,14 @@ class DemoOptions:
         max_replay: Replay at most this many of the later batches (0: all). Ten keep the demo
             within ten minutes from a fresh clone on two cores; each replay takes about 20 s.
         keep_serving: Leave the model server running at the end.
+        drill: End with the release drill (``pipelines.drill``): a healthy and a faulty
+            challenger through the gate and a live canary.
     """
 
     train_batches: int = 10
     max_replay: int = 10
     keep_serving: bool = False
+    drill: bool = True
 
 
 def _say(out: TextIO, text: str) -> None:
@@ -111,13 +114,13 @@ def run_demo(
     Raises:
         ConfigError: When there are not enough batches to train on and replay.
     """
-    from components.deploy.core import read_deployment, stop_local
+    from components.deploy.local import read_serving, stop_serving
     from components.ingest.core import HttpSource
     from components.ingest.mirror import GdeltMirror
     from pipelines.local import init_local
 
     if settings.home.exists():
-        stop_local(settings.serving_dir)
+        stop_serving(settings.serving_dir)
         shutil.rmtree(settings.home)
     settings.home.mkdir(parents=True)
     init_local(settings.pipeline_root)
@@ -134,15 +137,21 @@ def run_demo(
         if len(replay) < later:
             _say(out, f"replaying {len(replay)} of the {later} later batches (--max-replay 0 replays all)")
         records = _replay(settings, mirror.url, train, replay, out, began)
-    (settings.home / "demo-summary.json").write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
-    deployment = read_deployment(settings.serving_dir)
-    if deployment is None:
-        raise ConfigError(f"no model server recorded in {settings.serving_dir}")
-    _say(out, f"serving {settings.model_name} v{deployment.model_version} at {deployment.url} (pid {deployment.pid})")
-    _query_server(deployment.url, settings.model_name, _request_rows(replay[-1], settings, 5), out)
+    summary: dict[str, Any] = {"replay": records}
+    if options.drill:
+        from pipelines.drill import run_release_drill
+
+        _say(out, "release drill: two challengers through the gate and a live canary (real rows, delayed labels)")
+        summary["drill"] = run_release_drill(settings, train, replay, out)
+    (settings.home / "demo-summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    served = read_serving(settings.serving_dir)
+    if served is None:
+        raise ConfigError(f"nothing is served from {settings.serving_dir}")
+    _say(out, f"serving {settings.model_name} v{served.routes.stable.version} at {served.url} (traffic splitter)")
+    _query_server(served.url, settings.model_name, _request_rows(replay[-1], settings, 5), out)
     if not options.keep_serving:
-        stop_local(settings.serving_dir)
-        _say(out, "model server stopped (use --keep-serving to leave it running)")
+        stop_serving(settings.serving_dir)
+        _say(out, "model servers stopped (use --keep-serving to leave them running)")
     actions = pd.Series([r["action"] for r in records]).value_counts().to_dict()
     _say(
         out,
