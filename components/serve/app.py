@@ -8,19 +8,22 @@ handling (measured by ``tests/bench/serve.py``). This app serves the same ``Drif
 * ``POST /v2/models/<name>/infer`` → a V2 response with one FP64 output ``probability``;
 * ``GET /v1/models/<name>``, ``GET /v2/models/<name>``, ``GET /v2/models/<name>/ready``,
   ``GET /v2/health/live``, ``GET /v2/health/ready``, ``GET /v2`` (server metadata);
-* ``GET /metrics``: Prometheus counters and latency histograms per route and status.
+* ``GET /metrics``: Prometheus counters and latency histograms per route and status, and the
+  running sums a canary analysis reads (answered requests, log latency, scores; by model version).
 
 Bad payloads get a 400 ``{"error": "<what is wrong and what to send>"}``, an unknown model a
 404, never a 500. Only JSON bodies are read (V2's binary extension and gRPC are not served).
 """
 
+import math
 import time
 from typing import Any
 
+import numpy as np
 import orjson
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -83,6 +86,19 @@ def build_app(model: DriftpilotModel) -> Starlette:
         "driftpilot_request_seconds", "Request latency by route", ["route"], buckets=_BUCKETS, registry=registry
     )
     rows_total = Counter("driftpilot_rows_scored", "Rows scored", registry=registry)
+    # Running sums a canary analysis reads per model version (components.deploy.metrics).
+    version = [model.model_version or ""]
+    answered = Counter("driftpilot_answered", "Requests answered 200", ["model_version"], registry=registry)
+    log_latency = Gauge(
+        "driftpilot_log_latency", "Sum of log seconds of answered requests", ["model_version"], registry=registry
+    )
+    log_latency_squares = Gauge(
+        "driftpilot_log_latency_squares", "Sum of squared log seconds", ["model_version"], registry=registry
+    )
+    score_sum = Counter("driftpilot_score", "Sum of the scores returned", ["model_version"], registry=registry)
+    score_squares = Counter(
+        "driftpilot_score_squares", "Sum of the squared scores returned", ["model_version"], registry=registry
+    )
 
     async def score(request: Request, route: str) -> Response:
         started = time.perf_counter()
@@ -94,15 +110,24 @@ def build_app(model: DriftpilotModel) -> Starlette:
                 body = orjson.loads(await request.body())
                 payload: Any = _v2_request(body, name) if route == "v2" else body
                 batch = model.preprocess(payload)
-                result = model.predict(batch)
+                scores = model.score(batch)
+                result = model.respond(batch, scores)
                 rows_total.inc(batch.rows)
+                score_sum.labels(*version).inc(float(scores.sum()))
+                score_squares.labels(*version).inc(float(np.square(scores).sum()))
                 response = _json(_v2_body(result) if isinstance(result, InferResponse) else result)
             except orjson.JSONDecodeError as exc:
                 response = _error(f"the body is not JSON: {exc}", 400)
             except InvalidInput as exc:
                 response = _error(str(exc.reason), 400)
+        seconds = time.perf_counter() - started
         requests_total.labels(route, str(response.status_code)).inc()
-        latency.labels(route).observe(time.perf_counter() - started)
+        latency.labels(route).observe(seconds)
+        if response.status_code == 200:
+            answered.labels(*version).inc()
+            log_seconds = math.log(max(seconds, 1e-6))
+            log_latency.labels(*version).inc(log_seconds)
+            log_latency_squares.labels(*version).inc(log_seconds * log_seconds)
         return response
 
     async def v1_predict(request: Request) -> Response:

@@ -459,7 +459,10 @@ class DriftpilotModel(kserve.Model):
         Raises:
             InvalidInput: When MLflow's own schema check rejects the rows (HTTP 400).
         """
-        probabilities = self.score(payload)
+        return self.respond(payload, self.score(payload))
+
+    def respond(self, payload: ScoringBatch, probabilities: np.ndarray) -> dict[str, Any] | InferResponse:
+        """The V1 or V2 answer carrying a batch's scores."""
         if payload.request is None:
             return {"predictions": probabilities.tolist()}
         output = InferOutput(name=OUTPUT_NAME, shape=[len(probabilities)], datatype="FP64", data=probabilities.tolist())

@@ -27,6 +27,7 @@ from components.deploy.kserve import (
     traffic,
 )
 from components.deploy.lease import RolloutBusyError, rollout_lease
+from components.deploy.metrics import PodMetricsSource
 from pipelines.cli import main
 from tests.traffic import SimulatedTraffic
 
@@ -257,3 +258,35 @@ def test_of_two_racing_releases_exactly_one_runs_its_canary(
     stored = get_custom(kube_api, INFERENCE_SERVICE, kube_namespace, "gdelt-tone")
     assert stored is not None and traffic(stored) == {"latest": 100}
     assert model_uri(stored) == f"models:/gdelt-tone/{winner.split('-')[1]}"  # nothing of the loser applied
+
+
+def test_pod_metrics_source_reads_the_revisions_from_kserve_status_and_skips_pods_not_running(
+    kube_api: client.ApiClient, crds: list[str], kube_namespace: str
+) -> None:
+    roll_out(kube_api, kube_namespace, _spec(1), canary_percent=None)
+    source = PodMetricsSource(kube_api, kube_namespace, "gdelt-tone")
+    with pytest.raises(LookupError, match="no rolled-out and latest revisions"):
+        source()
+    status = {"components": {"predictor": {"latestRolledoutRevision": "gdelt-tone-predictor-00001",
+                                           "latestCreatedRevision": "gdelt-tone-predictor-00002"}}}  # fmt: skip
+    client.CustomObjectsApi(kube_api).patch_namespaced_custom_object_status(
+        INFERENCE_SERVICE.group, INFERENCE_SERVICE.version, kube_namespace, INFERENCE_SERVICE.plural, "gdelt-tone",
+        {"status": status},
+    )  # fmt: skip
+    assert source.revisions() == ("gdelt-tone-predictor-00001", "gdelt-tone-predictor-00002")
+    labels = {
+        "serving.kserve.io/inferenceservice": "gdelt-tone",
+        "serving.knative.dev/revision": "gdelt-tone-predictor-00002",
+    }
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="canary-pod", labels=labels),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="kserve-container", image=SERVING_IMAGE)]),
+    )
+    core = client.CoreV1Api(kube_api)
+    core.create_namespaced_service_account(
+        kube_namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="default"))
+    )
+    core.create_namespaced_pod(kube_namespace, pod)
+    stable, canary = source()  # the pod is Pending (no node here): nothing to read yet
+    assert (stable.version, canary.version) == ("gdelt-tone-predictor-00001", "gdelt-tone-predictor-00002")
+    assert stable.requests == canary.requests == 0

@@ -225,6 +225,25 @@ def test_health_metadata_and_metrics_routes(registry: Registry, served: LocalDep
     assert "driftpilot_request_seconds_bucket" in metrics and "driftpilot_rows_scored_total" in metrics
 
 
+def test_the_servers_metrics_give_the_canary_analysis_its_stats(registry: Registry, served: LocalDeployment) -> None:
+    from components.deploy.metrics import merge_stats, stats_from_metrics
+
+    def stats() -> Any:
+        return stats_from_metrics(requests.get(f"{served.url}/metrics", timeout=TIMEOUT).text, "1")
+
+    before = stats()
+    instances = payloads.instances(registry.rows.head(5), registry.task)
+    returned = [_v1(served, {"instances": [instance]}).json()["predictions"][0] for instance in instances]
+    for _ in range(2):
+        assert _v1(served, {"instances": [{"EventCode": 1}]}).status_code == 400
+    since = stats().minus(before)
+    assert (since.requests, since.errors, since.latency.n, since.scores.n) == (7, 2, 5, 5)
+    assert since.scores.total == pytest.approx(sum(returned))
+    assert since.scores.squares == pytest.approx(sum(p * p for p in returned))
+    assert -10 < since.latency.mean < 0  # log seconds of answers under a second
+    assert merge_stats("1", [since, since]).scores.n == 10
+
+
 def test_unknown_alias_is_refused_before_any_server_starts(registry: Registry) -> None:
     state_dir = registry.work / "serving-unknown"
 
