@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 from kfp import dsl
 
+from components.common.images import SERVING_IMAGE
 from components.decide.component import decide_response
 from components.deploy.component import release_challenger
 from components.drift.component import detect_data_drift
@@ -70,6 +71,11 @@ def drift_response_pipeline(
     seed: int = 42,
     serving_port: int = 0,
     canary_policy: str = "{}",
+    serving_target: str = "local",
+    serving_namespace: str = "",
+    serving_image: str = SERVING_IMAGE,
+    serving_secret: str = "",
+    serving_logger_url: str = "",
     ingest_workers: int = 0,
     dask_cluster: str = "local",
 ) -> DriftResponse:
@@ -111,6 +117,14 @@ def drift_response_pipeline(
         canary_policy: JSON object of canary policy fields (``steps``, ``min_requests``,
             margins, ``step_timeout_s``); ``{}`` keeps the defaults. A released challenger takes
             live traffic in steps and is rolled back when it is worse than the champion.
+        serving_target: ``local`` (model servers behind a splitter in ``serving_dir``) or
+            ``kserve`` (an InferenceService named after the model in ``serving_namespace``).
+        serving_namespace: KServe target: the InferenceService's namespace.
+        serving_image: KServe target: the serving image.
+        serving_secret: KServe target: Secret with the predictor's environment
+            (``MLFLOW_TRACKING_URI``, S3 credentials).
+        serving_logger_url: KServe target: where KServe's logger posts requests and responses
+            (the drift monitor); '' for none.
         ingest_workers: Dask workers (0: ingest the one batch in the step's own pod).
         dask_cluster: ``local``, ``kubernetes`` (Dask operator) or a scheduler address.
 
@@ -203,9 +217,16 @@ def drift_response_pipeline(
                 tracking_uri=tracking_uri,
                 model_name=model_name,
                 version=register.outputs["Output"],
+                canary_policy=canary_policy,
+                target=serving_target,
                 serving_dir=serving_dir,
                 port=serving_port,
-                canary_policy=canary_policy,
+                namespace=serving_namespace,
+                image=serving_image,
+                env_secret=serving_secret,
+                logger_url=serving_logger_url,
+                holder=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                incident=batch,
             )
     return DriftResponse(
         batch_id=batch,

@@ -2,7 +2,7 @@
 
 Both challengers retrain the champion's recipe on its own batches with another seed, so the gate
 (run on later batches, ``prefer_challenger``) judges them equivalent. Each is then released
-through ``release_version``, the path every promotion takes, while real rows of a later batch
+through ``release_local``, the path every promotion takes, while real rows of a later batch
 are sent to the serving URL and their labels follow a second later. The first canary is healthy
 and is promoted. The second one's server is killed once its canary takes traffic, a fault that
 no offline check can see, and the canary analysis rolls it back on errors.
@@ -58,7 +58,8 @@ def run_release_drill(settings: Settings, train: list[str], later: list[str], ou
     from components.common.store import Store
     from components.common.task import load_task
     from components.deploy.canary import CanaryPolicy
-    from components.deploy.local import read_serving, release_version
+    from components.deploy.local import read_serving
+    from components.deploy.release import release_local
     from components.deploy.traffic import TrafficReplayer
     from components.features.core import build_labels, input_columns
     from components.gate.core import GatePolicy, gate_files
@@ -132,7 +133,7 @@ def run_release_drill(settings: Settings, train: list[str], later: list[str], ou
         began = time.perf_counter()
         traffic = TrafficReplayer(served.url, settings.model_name, instances, labels, label_delay_s=1.0).start()
         try:
-            outcome = release_version(
+            outcome = release_local(
                 tracking_uri=settings.tracking_uri,
                 model_name=settings.model_name,
                 version=version,

@@ -65,7 +65,9 @@ def api_client(kubeconfig: str | None = None, *, context: str | None = None) -> 
     if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
         config.load_incluster_config(client_configuration=configuration)
     else:
-        config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
+        # $KUBECONFIG is read now: the client library reads it once, when it is imported.
+        path = kubeconfig or os.environ.get("KUBECONFIG") or None
+        config.load_kube_config(config_file=path, context=context, client_configuration=configuration)
     return client.ApiClient(configuration)
 
 

@@ -34,18 +34,38 @@ def deploy_champion(tracking_uri: str, model_name: str, serving_dir: str, port: 
 
 @dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
 def release_challenger(
-    tracking_uri: str, model_name: str, version: str, serving_dir: str, port: int, canary_policy: str
+    tracking_uri: str,
+    model_name: str,
+    version: str,
+    canary_policy: str,
+    target: str,
+    serving_dir: str,
+    port: int,
+    namespace: str,
+    image: str,
+    env_secret: str,
+    logger_url: str,
+    holder: str,
+    incident: str,
 ) -> str:
     """Canary a version the gate passed beside the champion; promote it or roll it back.
 
     Args:
         tracking_uri: MLflow tracking URI.
-        model_name: Registered model name; also the served model's name.
+        model_name: Registered model name; also the served model's and InferenceService's name.
         version: The version the gate passed.
-        serving_dir: Folder holding the servers' state and logs.
-        port: The splitter's HTTP port (0 picks a free one).
         canary_policy: JSON object of ``CanaryPolicy`` fields (steps, margins, timings); ``{}``
             for the defaults.
+        target: ``local`` (model servers behind the splitter on this machine) or ``kserve``
+            (the InferenceService's canary revision).
+        serving_dir: Local target: folder of the servers' state and logs.
+        port: Local target: the splitter's HTTP port (0 picks a free one).
+        namespace: KServe target: the InferenceService's namespace.
+        image: KServe target: the serving image.
+        env_secret: KServe target: Secret with the predictor's environment.
+        logger_url: KServe target: where KServe's logger posts requests and responses ('' none).
+        holder: Who releases (the KFP run), named to a rollout that is refused.
+        incident: The incident the version answers.
 
     Returns:
         ``promoted``, ``rolled_back`` or ``served`` (nothing served before).
@@ -53,16 +73,23 @@ def release_challenger(
     from pathlib import Path
 
     from components.deploy.canary import CanaryPolicy
-    from components.deploy.local import release_version
+    from components.deploy.release import release_kserve, release_local
 
-    outcome = release_version(
-        tracking_uri=tracking_uri,
-        model_name=model_name,
-        version=version,
-        serving_dir=Path(serving_dir),
-        port=port,
-        policy=CanaryPolicy.from_json(canary_policy),
-    )
+    common = {"tracking_uri": tracking_uri, "model_name": model_name, "version": version}
+    policy = CanaryPolicy.from_json(canary_policy)
+    if target == "kserve":
+        outcome = release_kserve(
+            **common,
+            namespace=namespace,
+            image=image,
+            env_secret=env_secret,
+            logger_url=logger_url,
+            holder=holder,
+            incident=incident,
+            policy=policy,
+        )
+    else:
+        outcome = release_local(**common, serving_dir=Path(serving_dir), port=port, policy=policy)
     if outcome is None:
         return "served"
     return "promoted" if outcome.promoted else "rolled_back"

@@ -52,8 +52,9 @@ class PredictorSpec:
         name: InferenceService name (also the model name in V1/V2 URLs).
         image: Serving image.
         model_uri: MLflow model URI of the version, e.g. ``models:/gdelt-tone/3``.
-        env_secret: Secret whose keys become the container's environment
-            (``MLFLOW_TRACKING_URI``, S3 credentials); '' for none.
+        env: Environment variables of the container (``MLFLOW_TRACKING_URI``).
+        env_secret: Secret whose keys join the container's environment (S3 credentials when
+            the tracking server does not serve artifacts); '' for none.
         service_account: ServiceAccount of the predictor pods.
         logger_url: Where KServe's logger posts every request and response (the drift monitor);
             '' disables logging.
@@ -68,6 +69,7 @@ class PredictorSpec:
     name: str
     image: str
     model_uri: str
+    env: dict[str, str] = field(default_factory=dict)
     env_secret: str = ""
     service_account: str = ""
     logger_url: str = ""
@@ -112,6 +114,8 @@ def inference_service(spec: PredictorSpec, *, canary_percent: int | None = None)
         "securityContext": _SECURE,
         "readinessProbe": {"httpGet": {"path": f"/v2/models/{spec.name}/ready", "port": 8080}},
     }
+    if spec.env:
+        container["env"] = [{"name": k, "value": v} for k, v in sorted(spec.env.items())]
     if spec.env_secret:
         container["envFrom"] = [{"secretRef": {"name": spec.env_secret}}]
     predictor: dict[str, Any] = {

@@ -23,7 +23,7 @@ from typing import Any
 
 import requests
 
-from components.common.errors import ModelRegistryError, ServingError
+from components.common.errors import ServingError
 from components.deploy._process import HOST, alive, free_port, locked, spawn, terminate, wait_ready
 from components.deploy.canary import CanaryPolicy, VariantStats, Verdict
 from components.deploy.controller import CanaryOutcome, run_canary
@@ -37,7 +37,7 @@ from components.deploy.core import (
 from components.deploy.lease import RolloutBusyError
 from components.deploy.splitter import ADMIN_PREFIX, Backend, Routes, read_routes, write_routes
 
-__all__ = ["LocalRouter", "LocalServing", "read_serving", "release_version", "serve_local", "stop_serving"]
+__all__ = ["LocalRouter", "LocalServing", "read_serving", "serve_local", "stop_serving"]
 
 SPLITTER_MODULE = "components.deploy.splitter"
 _ROUTES = "routes.json"
@@ -244,65 +244,6 @@ def serve_local(
         now = read_routes(serving_dir / _ROUTES)
         assert now is not None
         return LocalServing(url, now, pid), outcome
-
-
-def release_version(
-    *,
-    tracking_uri: str,
-    model_name: str,
-    version: str,
-    serving_dir: Path,
-    port: int = 0,
-    policy: CanaryPolicy | None = None,
-) -> CanaryOutcome | None:
-    """Release a version the promotion gate passed: canary it, and make it champion if it holds.
-
-    The registry's ``champion`` alias moves only after the canary promoted the version (or
-    when nothing served before); the canary's outcome is recorded on the version either way.
-
-    Args:
-        tracking_uri: MLflow tracking URI.
-        model_name: Registered model name (also the served name).
-        version: The version to release.
-        serving_dir: The serving folder.
-        port: The splitter's port (0 picks a free one).
-        policy: The canary policy.
-
-    Returns:
-        The canary's outcome, or None when the version was served straight away.
-
-    Raises:
-        ModelRegistryError: The gate has not passed the version.
-        RolloutBusyError: Another rollout is under way.
-    """
-    from components.register.core import lineage_of, promote, record_canary
-
-    verdict = lineage_of(tracking_uri=tracking_uri, model_name=model_name, version=version)
-    if verdict["gate"] != "promote":
-        raise ModelRegistryError(
-            f"version {version} of {model_name!r} has not passed the promotion gate "
-            f"({verdict['gate'] or 'not judged'}): it is not released"
-        )
-    _, outcome = serve_local(
-        model_name=model_name,
-        model_uri=f"models:/{model_name}/{version}",
-        tracking_uri=tracking_uri,
-        serving_dir=serving_dir,
-        port=port,
-        policy=policy,
-    )
-    if outcome is not None:
-        record_canary(
-            tracking_uri=tracking_uri,
-            model_name=model_name,
-            version=version,
-            promoted=outcome.promoted,
-            reason=outcome.verdict.reason,
-            decisions=[d.to_dict() for d in outcome.decisions],
-        )
-    if outcome is None or outcome.promoted:
-        promote(tracking_uri=tracking_uri, model_name=model_name, version=version)
-    return outcome
 
 
 def read_serving(serving_dir: Path) -> LocalServing | None:

@@ -92,22 +92,23 @@ class PodMetricsSource:
         self.name = name
         self.port = port
 
-    def revisions(self) -> tuple[str, str]:
-        """The (stable, canary) revision names.
-
-        Raises:
-            LookupError: When the InferenceService or its revision status is missing.
-        """
+    def revisions(self) -> tuple[str, str] | None:
+        """The (stable, canary) revision names; None until KServe reports both."""
         stored = get_custom(self.api, INFERENCE_SERVICE, self.namespace, self.name)
         predictor = (stored or {}).get("status", {}).get("components", {}).get("predictor", {})
         stable, canary = predictor.get("latestRolledoutRevision"), predictor.get("latestCreatedRevision")
-        if not stable or not canary:
-            raise LookupError(f"{self.namespace}/{self.name} reports no rolled-out and latest revisions yet")
-        return str(stable), str(canary)
+        return (str(stable), str(canary)) if stable and canary else None
 
     def __call__(self) -> tuple[VariantStats, VariantStats]:
-        """Read every predictor pod's metrics and add them up per revision."""
-        stable, canary = self.revisions()
+        """Read every predictor pod's metrics and add them up per revision.
+
+        Until KServe reports the two revisions no traffic is counted (a canary that never
+        gets them times out and is rolled back).
+        """
+        revisions = self.revisions()
+        if revisions is None:
+            return VariantStats("stable"), VariantStats("canary")
+        stable, canary = revisions
         core = client.CoreV1Api(self.api)
         pods = core.list_namespaced_pod(
             self.namespace, label_selector=f"serving.kserve.io/inferenceservice={self.name}"

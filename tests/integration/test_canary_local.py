@@ -17,7 +17,8 @@ from components.deploy._process import terminate
 from components.deploy.canary import CanaryPolicy
 from components.deploy.core import SERVER_MODULE, read_deployment
 from components.deploy.lease import RolloutBusyError
-from components.deploy.local import read_serving, release_version, serve_local, stop_serving
+from components.deploy.local import read_serving, serve_local, stop_serving
+from components.deploy.release import release_local
 from components.deploy.traffic import TrafficReplayer
 from components.features.core import build_labels, input_columns
 from components.register.core import find_alias, lineage_of, record_gate
@@ -180,7 +181,7 @@ def test_release_canaries_a_gate_passed_version_then_makes_it_champion(versions:
     from components.deploy.component import release_challenger
 
     with pytest.raises(ModelRegistryError, match="has not passed the promotion gate"):
-        release_version(tracking_uri=versions.tracking_uri, model_name=MODEL_NAME, version="4", serving_dir=serving)
+        release_local(tracking_uri=versions.tracking_uri, model_name=MODEL_NAME, version="4", serving_dir=serving)
     record_gate(
         tracking_uri=versions.tracking_uri,
         model_name=MODEL_NAME,
@@ -194,9 +195,16 @@ def test_release_canaries_a_gate_passed_version_then_makes_it_champion(versions:
             tracking_uri=versions.tracking_uri,
             model_name=MODEL_NAME,
             version="4",
+            canary_policy=json.dumps({"steps": [50], "min_requests": 150, "interval_s": 0.5}),
+            target="local",
             serving_dir=str(serving),
             port=0,
-            canary_policy=json.dumps({"steps": [50], "min_requests": 150, "interval_s": 0.5}),
+            namespace="",
+            image="",
+            env_secret="",
+            logger_url="",
+            holder="test-run",
+            incident="20241022150000",
         )
     assert result == "promoted"
     champion = find_alias(tracking_uri=versions.tracking_uri, model_name=MODEL_NAME)

@@ -165,12 +165,35 @@ def test_images_are_pinned_and_ours_carry_the_package_version(helm: Path, values
 def test_rbac_is_namespaced_explicit_and_least_privilege(helm: Path, values: Path | None) -> None:
     objects = render(helm, values)
     assert not of_kind(objects, "ClusterRole") and not of_kind(objects, "ClusterRoleBinding")
-    (role,) = of_kind(objects, "Role")
-    for rule in role["rules"]:
-        for field in ("apiGroups", "resources", "verbs"):
-            assert "*" not in rule[field] and all("*" not in item for item in rule[field]), rule
-    granted = {
-        (g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]
+    roles = {r["metadata"]["name"]: r for r in of_kind(objects, "Role")}
+    assert set(roles) == {"driftpilot-pipeline", "driftpilot-pipeline-release"}
+    for role in roles.values():
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[field] and all("*" not in item for item in rule[field]), rule
+
+    def grants(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+        return {
+            (g, r, v)
+            for rule in role["rules"]
+            for g in rule["apiGroups"]
+            for r in rule["resources"]
+            for v in rule["verbs"]
+        }
+
+    granted = grants(roles["driftpilot-pipeline"])
+    # The release's Role, in the predictors' namespace: the InferenceService, its lease, its pods' metrics.
+    assert grants(roles["driftpilot-pipeline-release"]) == {
+        ("serving.kserve.io", "inferenceservices", "get"),
+        ("serving.kserve.io", "inferenceservices", "create"),
+        ("serving.kserve.io", "inferenceservices", "update"),
+        ("serving.kserve.io", "inferenceservices", "patch"),
+        ("coordination.k8s.io", "leases", "get"),
+        ("coordination.k8s.io", "leases", "create"),
+        ("coordination.k8s.io", "leases", "update"),
+        ("coordination.k8s.io", "leases", "delete"),
+        ("", "pods", "list"),
+        ("", "pods/proxy", "get"),
     }
     # What dask_kubernetes' KubeCluster does (create, look up by LIST + GET, delete on close), and no more.
     dask = {(r, v) for g, r, v in granted if g == "kubernetes.dask.org"}
@@ -183,17 +206,12 @@ def test_rbac_is_namespaced_explicit_and_least_privilege(helm: Path, values: Pat
         ("daskworkergroups", "list"),
     }
     assert {("", "pods", "get"), ("", "pods", "list"), ("", "pods", "watch"), ("", "pods/log", "get")} <= granted
-    assert {v for g, r, v in granted if r == "inferenceservices" and g == "serving.kserve.io"} >= {"get", "create"}
     assert not {v for g, r, v in granted if (g, r) == ("", "pods")} - {"get", "list", "watch"}
     assert not any(r == "secrets" and v in ("list", "watch") for _, r, v in granted)
     assert all("resourceNames" in rule for rule in role["rules"] if "secrets" in rule["resources"])
-    (binding,) = of_kind(objects, "RoleBinding")
-    assert binding["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "Role",
-        "name": "driftpilot-pipeline",
-    }
-    assert binding["subjects"][0]["name"] == "driftpilot-pipeline"
+    bindings = of_kind(objects, "RoleBinding")
+    assert sorted(b["roleRef"]["name"] for b in bindings) == ["driftpilot-pipeline", "driftpilot-pipeline-release"]
+    assert all(b["roleRef"]["kind"] == "Role" and b["subjects"][0]["name"] == "driftpilot-pipeline" for b in bindings)
     accounts = {o["metadata"]["name"]: o for o in of_kind(objects, "ServiceAccount")}
     assert "driftpilot-pipeline" in accounts
     for name, account in accounts.items():  # only the pipeline's account holds an API token

@@ -8,6 +8,7 @@ two rollouts racing for one InferenceService: exactly one proceeds and the other
 """
 
 import datetime as dt
+import json
 import threading
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from kubernetes import client
 
 from components.common.images import SERVING_IMAGE
 from components.common.kube import INFERENCE_SERVICE, get_custom, patch_custom
+from components.common.storage import write_table
 from components.deploy.canary import CanaryPolicy
+from components.deploy.component import release_challenger
 from components.deploy.kserve import (
     PREVIOUS_MODEL_ANNOTATION,
     PredictorSpec,
@@ -28,7 +31,10 @@ from components.deploy.kserve import (
 )
 from components.deploy.lease import RolloutBusyError, rollout_lease
 from components.deploy.metrics import PodMetricsSource
+from components.register.core import CHAMPION, find_alias, lineage_of, record_gate
+from components.train.core import TrainConfig
 from pipelines.cli import main
+from tests.integration.test_serve import MODEL_NAME, _train_and_register
 from tests.traffic import SimulatedTraffic
 
 pytestmark = pytest.mark.integration
@@ -265,8 +271,8 @@ def test_pod_metrics_source_reads_the_revisions_from_kserve_status_and_skips_pod
 ) -> None:
     roll_out(kube_api, kube_namespace, _spec(1), canary_percent=None)
     source = PodMetricsSource(kube_api, kube_namespace, "gdelt-tone")
-    with pytest.raises(LookupError, match="no rolled-out and latest revisions"):
-        source()
+    assert source.revisions() is None
+    assert [s.requests for s in source()] == [0, 0]  # no revisions reported yet: no traffic counted
     status = {"components": {"predictor": {"latestRolledoutRevision": "gdelt-tone-predictor-00001",
                                            "latestCreatedRevision": "gdelt-tone-predictor-00002"}}}  # fmt: skip
     client.CustomObjectsApi(kube_api).patch_namespaced_custom_object_status(
@@ -290,3 +296,47 @@ def test_pod_metrics_source_reads_the_revisions_from_kserve_status_and_skips_pod
     stable, canary = source()  # the pod is Pending (no node here): nothing to read yet
     assert (stable.version, canary.version) == ("gdelt-tone-predictor-00001", "gdelt-tone-predictor-00002")
     assert stable.requests == canary.requests == 0
+
+
+def test_a_kserve_release_without_traffic_is_rolled_back_and_the_champion_stays(
+    kube_api: client.ApiClient, crds: list[str], kube_namespace: str, kubeconfig: Path, tmp_path: Path, validated
+) -> None:  # type: ignore[no-untyped-def]
+    """The pipeline's cluster path: gate-passed v2 goes on the InferenceService as a canary; with no
+    revision reporting traffic (no KServe controller here) the step times out and v2 is rolled back."""
+    table = write_table(validated("20241022130000"), tmp_path / "train.parquet")
+    _train_and_register(tmp_path, table, "v1", TrainConfig(num_threads=1), CHAMPION)
+    _train_and_register(tmp_path, table, "v2", TrainConfig(num_threads=1, seed=2), "challenger")
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    verdict = {"promote": True, "reason": "equivalent, preferred"}
+    for version in ("1", "2"):
+        record_gate(tracking_uri=tracking, model_name=MODEL_NAME, version=version, verdict=verdict)
+    arguments = {
+        "tracking_uri": tracking,
+        "model_name": MODEL_NAME,
+        "canary_policy": json.dumps({"steps": [10], "step_timeout_s": 1, "interval_s": 0.2}),
+        "target": "kserve",
+        "serving_dir": "",
+        "port": 0,
+        "namespace": kube_namespace,
+        "image": SERVING_IMAGE,
+        "env_secret": "predictor-env",
+        "logger_url": "http://monitor.driftpilot.svc/",
+        "incident": "20241022150000",
+    }
+    environment = {"KUBECONFIG": str(kubeconfig)}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in environment.items():
+            patch.setenv(key, value)
+        assert release_challenger.python_func(**arguments, version="1", holder="run-a") == "served"
+        assert release_challenger.python_func(**arguments, version="2", holder="run-b") == "rolled_back"
+    stored = get_custom(kube_api, INFERENCE_SERVICE, kube_namespace, MODEL_NAME)
+    assert stored is not None and traffic(stored) == {"canary": 0, "previous": 100}
+    assert model_uri(stored) == f"models:/{MODEL_NAME}/2"  # the canary revision's URI; traffic is all on v1
+    assert stored["metadata"]["annotations"]["driftpilot.io/incident"] == "20241022150000"
+    assert stored["spec"]["predictor"]["logger"]["url"] == "http://monitor.driftpilot.svc/"
+    (container,) = stored["spec"]["predictor"]["containers"]
+    assert container["env"] == [{"name": "MLFLOW_TRACKING_URI", "value": tracking}]
+    lineage = lineage_of(tracking_uri=tracking, model_name=MODEL_NAME, version="2")
+    assert lineage["canary"] == "rolled_back" and "not enough evidence" in lineage["canary_reason"]
+    champion = find_alias(tracking_uri=tracking, model_name=MODEL_NAME)
+    assert champion is not None and champion.version == "1"

@@ -278,6 +278,12 @@ Secret, so no URL, argument or ConfigMap ever holds it. driftpilot.postgresql.ur
 {{- define "driftpilot.pipeline.parameters" -}}
 {{- $studies := include "driftpilot.postgresql.url" (dict "ctx" . "database" .Values.optuna.database) }}
 {{- $defaults := dict "lakeDir" .Values.lake.uri "trackingUri" (include "driftpilot.mlflow.trackingUri" .) "artifactRoot" "" "servingDir" "/tmp/driftpilot-serving" "studyStorage" $studies }}
+{{- /* Releases go to the InferenceService named after the model, in the predictors' namespace. */}}
+{{- $logger := "" }}
+{{- if .Values.monitor.enabled }}
+{{- $logger = printf "http://%s.%s.svc:%v/" (include "driftpilot.componentName" (dict "ctx" . "component" "monitor")) .Release.Namespace .Values.monitor.service.port }}
+{{- end }}
+{{- $_ := merge $defaults (dict "servingTarget" "kserve" "servingNamespace" (include "driftpilot.kserve.namespace" .) "servingImage" (include "driftpilot.servingImage" .) "servingLoggerUrl" $logger) }}
 {{- $params := merge (deepCopy .Values.kfpDeploy.parameters) $defaults }}
 {{- range $name := keys $params | sortAlpha }}
 {{- $value := index $params $name }}
