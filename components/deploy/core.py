@@ -170,6 +170,7 @@ def deploy_local(
     tracking_uri: str,
     state_dir: Path,
     port: int = 0,
+    logger_url: str = "",
     timeout_s: float = 120,
     grace_s: float = 10,
 ) -> LocalDeployment:
@@ -187,6 +188,7 @@ def deploy_local(
         tracking_uri: MLflow tracking/registry URI the server loads the model from.
         state_dir: Folder holding ``deployment.json`` and the server logs.
         port: HTTP port on 127.0.0.1 (the server listens on all interfaces); 0 picks a free one.
+        logger_url: The drift monitor the server posts each request and response to ('' none).
         timeout_s: Seconds to wait for the server to report the model ready.
         grace_s: Seconds an old server gets to exit after SIGTERM before SIGKILL.
 
@@ -222,6 +224,7 @@ def deploy_local(
             "--http_port", str(chosen),
             # gRPC would claim port 8081 for every local server; HTTP is all the local target needs.
             "--enable_grpc", "false",
+            *(["--logger_url", logger_url] if logger_url else []),
         ]  # fmt: skip
         child = spawn(command, log_path)
         wait_ready(

@@ -181,6 +181,7 @@ def serve_local(
     serving_dir: Path,
     port: int = 0,
     policy: CanaryPolicy | None = None,
+    logger_url: str = "",
     timeout_s: float = 120,
     grace_s: float = 10,
 ) -> tuple[LocalServing, CanaryOutcome | None]:
@@ -196,6 +197,7 @@ def serve_local(
         serving_dir: The serving folder.
         port: The splitter's port on 127.0.0.1 (0 picks a free one; kept afterwards).
         policy: The canary policy (default ``CanaryPolicy()``).
+        logger_url: The drift monitor the servers post each request and response to ('' none).
         timeout_s: Seconds a server or the splitter gets to become ready.
         grace_s: Seconds a stopped process gets to exit after SIGTERM.
 
@@ -227,6 +229,7 @@ def serve_local(
             model_uri=pinned,
             tracking_uri=tracking_uri,
             state_dir=_version_dir(serving_dir, version),
+            logger_url=logger_url,
             timeout_s=timeout_s,
             grace_s=grace_s,
         )

@@ -29,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="MLflow model URI: models:/<name>@champion, models:/<name>/<version>, runs:/...",
     )
     parser.add_argument(
+        "--logger_url",
+        default="",
+        help="post each request and response to this URL as KServe's logger would (the drift monitor)",
+    )
+    parser.add_argument(
         "--tracking_uri",
         default=None,
         help="MLflow tracking/registry URI (default: MLflow's, i.e. env MLFLOW_TRACKING_URI)",
@@ -52,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     model = DriftpilotModel(args.model_name, args.model_uri, tracking_uri=args.tracking_uri)
     model.load()
     uvicorn.run(
-        build_app(model),
+        build_app(model, logger_url=args.logger_url),
         host="0.0.0.0",  # a model server in a pod listens on the pod's address
         port=args.http_port,
         loop="uvloop",

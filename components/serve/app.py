@@ -15,8 +15,11 @@ Bad payloads get a 400 ``{"error": "<what is wrong and what to send>"}``, an unk
 404, never a 500. Only JSON bodies are read (V2's binary extension and gRPC are not served).
 """
 
+import contextlib
 import math
 import time
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -29,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from components.serve.logger import InferenceLogger
 from components.serve.model import DriftpilotModel
 
 __all__ = ["build_app"]
@@ -69,16 +73,34 @@ def _v2_body(response: InferResponse) -> dict[str, Any]:
     return body
 
 
-def build_app(model: DriftpilotModel) -> Starlette:
+def build_app(model: DriftpilotModel, *, logger_url: str = "") -> Starlette:
     """The ASGI app serving one loaded model.
 
     Args:
         model: The model, loaded (``model.load()``) before the app takes requests.
+        logger_url: Where each request and response is posted as an inference-log CloudEvent
+            (``components.serve.logger``); '' for nowhere.
 
     Returns:
         The app (run it with uvicorn).
     """
     registry = CollectorRegistry()
+    log_events = Counter(
+        "driftpilot_log_events",
+        "Inference-log events by outcome (sent, dropped, failed)",
+        ["outcome"],
+        registry=registry,
+    )
+    inference_log = (
+        InferenceLogger(
+            logger_url,
+            model.name,
+            model.model_version or "",
+            on_outcome=lambda outcome: log_events.labels(outcome).inc(),
+        )
+        if logger_url
+        else None
+    )
     requests_total = Counter(
         "driftpilot_requests", "Requests by route and status", ["route", "status"], registry=registry
     )
@@ -106,8 +128,12 @@ def build_app(model: DriftpilotModel) -> Starlette:
         if name != model.name:
             response = _error(f"model {name!r} is not served here; this server serves {model.name!r}", 404)
         else:
+            raw = await request.body()
+            event_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+            if inference_log is not None:
+                inference_log.log(event_id, "request", raw)
             try:
-                body = orjson.loads(await request.body())
+                body = orjson.loads(raw)
                 payload: Any = _v2_request(body, name) if route == "v2" else body
                 batch = model.preprocess(payload)
                 scores = model.score(batch)
@@ -116,6 +142,8 @@ def build_app(model: DriftpilotModel) -> Starlette:
                 score_sum.labels(*version).inc(float(scores.sum()))
                 score_squares.labels(*version).inc(float(np.square(scores).sum()))
                 response = _json(_v2_body(result) if isinstance(result, InferResponse) else result)
+                if inference_log is not None:
+                    inference_log.log(event_id, "response", bytes(response.body))
             except orjson.JSONDecodeError as exc:
                 response = _error(f"the body is not JSON: {exc}", 400)
             except InvalidInput as exc:
@@ -169,7 +197,14 @@ def build_app(model: DriftpilotModel) -> Starlette:
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if inference_log is not None:
+            inference_log.close()  # send what is queued before the process ends
+
     return Starlette(
+        lifespan=lifespan,
         routes=[
             Route("/v1/models/{name}:predict", v1_predict, methods=["POST"]),
             Route("/v1/models/{name}", v1_status, methods=["GET"]),
@@ -180,5 +215,5 @@ def build_app(model: DriftpilotModel) -> Starlette:
             Route("/v2/health/ready", ready, methods=["GET"]),
             Route("/v2", server_metadata, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
-        ]
+        ],
     )

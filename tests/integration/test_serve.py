@@ -1,5 +1,6 @@
 """The KServe model server and its local deployment, with a real model trained on real GDELT rows."""
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,6 +243,43 @@ def test_the_servers_metrics_give_the_canary_analysis_its_stats(registry: Regist
     assert since.scores.squares == pytest.approx(sum(p * p for p in returned))
     assert -10 < since.latency.mean < 0  # log seconds of answers under a second
     assert merge_stats("1", [since, since]).scores.n == 10
+
+
+def test_requests_and_responses_reach_the_drift_monitor_as_kserves_logger_sends_them(
+    registry: Registry, tmp_path: Path
+) -> None:
+    from components.common.store import Store
+    from components.monitor.core import InferenceLogMonitor
+    from components.monitor.server import MonitorServer
+
+    store = Store(str(tmp_path / "lake"))
+    monitor = InferenceLogMonitor(store)
+    server = MonitorServer(monitor, host="127.0.0.1", port=0, tick_seconds=0.1).start()
+    state_dir = registry.work / "serving-logged"
+    try:
+        deployment = deploy_local(
+            model_name=MODEL_NAME,
+            model_uri=f"models:/{MODEL_NAME}/1",
+            tracking_uri=registry.tracking_uri,
+            state_dir=state_dir,
+            logger_url=server.url,
+        )
+        instances = payloads.instances(registry.rows.head(4), registry.task)
+        answer = requests.post(
+            f"{deployment.url}/v1/models/{MODEL_NAME}:predict",
+            json={"instances": instances},
+            headers={"x-request-id": "req-1"},
+            timeout=TIMEOUT,
+        )
+        answer.raise_for_status()
+        stop_local(state_dir)  # a stopped server has sent what it queued
+    finally:
+        server.stop()
+    keys = [k for k in store.keys("inference-log") if k.endswith(".parquet")]
+    rows = pd.concat([store.get_table(key).to_pandas() for key in keys])
+    assert len(rows) == 4 and set(rows["event_id"]) == {"req-1"} and rows["paired"].all()
+    assert [json.loads(p) for p in rows["prediction"]] == answer.json()["predictions"]
+    assert set(rows["inference_service"]) == {MODEL_NAME} and set(rows["endpoint"]) == {"v1"}
 
 
 def test_unknown_alias_is_refused_before_any_server_starts(registry: Registry) -> None:
