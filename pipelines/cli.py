@@ -1,4 +1,4 @@
-"""The ``driftpilot`` command: compile, demo, ingest, check drift, serve a GDELT mirror, deploy to KFP, roll back."""
+"""The ``driftpilot`` command: compile, demo, ingest, drift, a GDELT mirror, KFP deploy, rollback, audit."""
 
 import argparse
 import sys
@@ -113,7 +113,43 @@ def _parser() -> argparse.ArgumentParser:
     rollback.add_argument("--kubeconfig", default=None, help="kubeconfig (default: in-cluster, else ~/.kube/config)")
     rollback.add_argument("--context", default=None, help="kubeconfig context")
     rollback.add_argument("--holder", default="", help="who rolls back, recorded on the lease (default: user@host)")
+    audit = commands.add_parser("audit", help="check the audit ledger, or tell an incident's story from it")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    for name, text in (("verify", "check every line's hash and the chain; name the first line that fails"),
+                       ("show", "every entry of one incident, in order")):  # fmt: skip
+        sub = audit_commands.add_parser(name, help=text)
+        if name == "show":
+            sub.add_argument("incident", help="the incident's id")
+        sub.add_argument(
+            "--ledger", type=Path, default=None, help="ledger file (default: <DRIFTPILOT_HOME>/audit/ledger.jsonl)"
+        )
     return parser
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from components.common.audit import AuditLedger
+    from pipelines.settings import Settings
+
+    ledger = AuditLedger(args.ledger or Settings.from_env().audit_ledger)
+    if args.audit_command == "verify":
+        check = ledger.verify()
+        if check.ok:
+            print(f"{ledger.path}: {check.entries} entries, chain intact")
+            return 0
+        print(f"{ledger.path}: line {check.line}: {check.problem}", file=sys.stderr)
+        return 1
+    story = ledger.story(args.incident)
+    if not story:
+        print(f"no entries for incident {args.incident!r} in {ledger.path}", file=sys.stderr)
+        return 1
+    for entry in story:
+        reason = entry.data.get("reason", "")
+        details = ", ".join(f"{k}={v}" for k, v in entry.data.items() if k != "reason")
+        said = f" | {reason}" if reason else ""
+        print(f"{entry.time}  #{entry.seq:<5} {entry.kind:10} {entry.actor:14} {details}{said}")
+    check = ledger.verify()
+    print(f"chain: {'intact' if check.ok else f'BROKEN at line {check.line}: {check.problem}'}")
+    return 0 if check.ok else 1
 
 
 def _rollback(args: argparse.Namespace) -> None:
@@ -255,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _kfp_deploy(args)
         elif args.command == "rollback":
             _rollback(args)
+        elif args.command == "audit":
+            return _audit(args)
     except DriftpilotError as exc:
         print(f"driftpilot: {exc}", file=sys.stderr)
         return 2

@@ -88,6 +88,11 @@ class Settings:
         return self.home / "pipeline-root"
 
     @property
+    def audit_ledger(self) -> Path:
+        """The audit ledger (``components.common.audit``)."""
+        return self.home / "audit" / "ledger.jsonl"
+
+    @property
     def logs_dir(self) -> Path:
         """Logs of local pipeline runs."""
         return self.home / "logs"
