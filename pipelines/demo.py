@@ -5,10 +5,11 @@ SQLite, and a local KServe model server serves the champion. All outputs live un
 """
 
 import json
+import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
 import pandas as pd
@@ -37,6 +38,9 @@ class DemoOptions:
     max_replay: int = 10
     keep_serving: bool = False
     drill: bool = True
+
+
+_DEMO_CANARY = {"steps": [50], "min_requests": 100, "step_timeout_s": 120, "interval_s": 0.5}
 
 
 def _say(out: TextIO, text: str) -> None:
@@ -119,6 +123,9 @@ def run_demo(
     from components.ingest.mirror import GdeltMirror
     from pipelines.local import init_local
 
+    if "DRIFTPILOT_CANARY_POLICY" not in os.environ:
+        # The demo's clients send 20 requests/s: one step at half the traffic judges a release in ~10 s.
+        settings = replace(settings, canary_policy=json.dumps(_DEMO_CANARY))
     if settings.home.exists():
         stop_serving(settings.serving_dir)
         shutil.rmtree(settings.home)
@@ -164,7 +171,6 @@ def _replay(
     settings: Settings, source: str, train: list[str], replay: list[str], out: TextIO, began: float
 ) -> list[dict[str, Any]]:
     """Train the first champion, then run the drift response on each later batch in time order."""
-    from pipelines.drift_response import drift_response_pipeline
     from pipelines.local import run_pipeline
     from pipelines.training import training_pipeline
 
@@ -180,24 +186,66 @@ def _replay(
     _say(out, f"replaying {len(replay)} batches through drift_response_pipeline (logs: {settings.logs_dir})")
     _say(out, f"{'batch':14}  {'rows':>5}  {'AUC':>5} {'base':>5}  {'action':8} serving  drift | reason")
     records = []
-    for index, batch in enumerate(replay, start=1):
-        step = time.perf_counter()
-        result = run_pipeline(
-            drift_response_pipeline,
-            {**settings.drift_response_arguments(), "source": source, "batch_id": batch},
-            log_path=settings.logs_dir / f"drift-response-{batch}.log",
-        )
-        serving = _serving_version(settings)
-        outcome = ""
-        if result["action"] == "retrain":
-            outcome = f" → promoted v{serving}" if serving != champion else " → challenger rejected by gate"
-        champion = serving
-        record = {**result, "serving": serving, "seconds": round(time.perf_counter() - step, 1)}
-        records.append(record)
-        _say(
-            out,
-            f"{result['batch_id']:14}  {result['rows']:>5}  {result['batch_auc']:.3f} {result['baseline_auc']:.3f}  "
-            f"{result['action']:8} v{serving:<6}  {result['drift']} | {result['reason']}{outcome}"
-            f"  [{index}/{len(replay)}, {record['seconds']}s]",
-        )
+    with _live_traffic(settings, train[-1]):  # clients, so that a release's canary has traffic to judge
+        for index, batch in enumerate(replay, start=1):
+            records.append(_replay_batch(settings, source, batch, f"{index}/{len(replay)}", out))
     return records
+
+
+def _live_traffic(settings: Settings, batch: str) -> Any:
+    """Clients sending a batch's real rows to the serving URL at 20 requests/s, labels following."""
+    from components.common.store import Store
+    from components.common.task import load_task
+    from components.deploy.local import read_serving
+    from components.deploy.traffic import TrafficReplayer
+    from components.features.core import build_labels, input_columns
+    from components.ingest.core import read_batch
+    from components.serve import payloads
+
+    task = load_task(settings.task)
+    rows = read_batch(Store(settings.lake), batch).to_pandas()
+    served = read_serving(settings.serving_dir)
+    if served is None:
+        raise ConfigError(f"nothing is served from {settings.serving_dir}")
+    instances = payloads.instances(rows[list(input_columns(task))], task)
+    labels = build_labels(rows, task).astype(int).tolist()
+    return TrafficReplayer(served.url, settings.model_name, instances, labels, concurrency=1, rate_per_s=20)
+
+
+def _release_said(settings: Settings, before: str) -> str:
+    """What became of the run's challenger: rejected by the gate, rolled back by its canary, or promoted."""
+    from components.register.core import CHALLENGER, find_alias, lineage_of
+
+    challenger = find_alias(tracking_uri=settings.tracking_uri, model_name=settings.model_name, alias=CHALLENGER)
+    if challenger is None:
+        return ""
+    lineage = lineage_of(tracking_uri=settings.tracking_uri, model_name=settings.model_name, version=challenger.version)
+    if lineage["gate"] != "promote":
+        return f" → challenger v{challenger.version} rejected by gate"
+    if lineage["canary"] == "rolled_back":
+        return f" → challenger v{challenger.version} rolled back by its canary: {lineage['canary_reason']}"
+    return f" → promoted v{challenger.version}" if challenger.version != before else ""
+
+
+def _replay_batch(settings: Settings, source: str, batch: str, position: str, out: TextIO) -> dict[str, Any]:
+    """One drift-response run; its line printed and its record returned."""
+    from pipelines.drift_response import drift_response_pipeline
+    from pipelines.local import run_pipeline
+
+    champion = _serving_version(settings)
+    step = time.perf_counter()
+    result = run_pipeline(
+        drift_response_pipeline,
+        {**settings.drift_response_arguments(), "source": source, "batch_id": batch},
+        log_path=settings.logs_dir / f"drift-response-{batch}.log",
+    )
+    serving = _serving_version(settings)
+    outcome = _release_said(settings, champion) if result["action"] == "retrain" else ""
+    record = {**result, "serving": serving, "seconds": round(time.perf_counter() - step, 1)}
+    _say(
+        out,
+        f"{result['batch_id']:14}  {result['rows']:>5}  {result['batch_auc']:.3f} {result['baseline_auc']:.3f}  "
+        f"{result['action']:8} v{serving:<6}  {result['drift']} | {result['reason']}{outcome}"
+        f"  [{position}, {record['seconds']}s]",
+    )
+    return record

@@ -44,6 +44,7 @@ class TrafficReplayer:
         instances: V1 instances, one per row (``components.serve.payloads.instances``).
         labels: One 0/1 label per instance to deliver later, or None.
         concurrency: Threads sending requests.
+        rate_per_s: Requests per second over all threads (0: as fast as answers come).
         label_delay_s: Seconds between an answer and its label's delivery.
         timeout_s: Seconds a request may take.
     """
@@ -56,6 +57,7 @@ class TrafficReplayer:
         labels: Sequence[int] | None = None,
         *,
         concurrency: int = 2,
+        rate_per_s: float = 0.0,
         label_delay_s: float = 1.0,
         timeout_s: float = 10.0,
     ) -> None:
@@ -66,6 +68,7 @@ class TrafficReplayer:
         self.records = list(instances)
         self.labels = [int(v) for v in labels] if labels is not None else None
         self.concurrency = concurrency
+        self.interval_s = concurrency / rate_per_s if rate_per_s > 0 else 0.0
         self.label_delay_s = label_delay_s
         self.timeout_s = timeout_s
         self._stop = threading.Event()
@@ -78,7 +81,7 @@ class TrafficReplayer:
         session = requests.Session()
         endpoint = f"{self.url}/v1/models/{self.model_name}:predict"
         i = worker
-        while not self._stop.is_set():
+        while not self._stop.wait(self.interval_s):
             row = i % len(self.records)
             request_id = f"replay-{worker}-{i}"
             try:
