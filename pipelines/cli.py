@@ -123,7 +123,34 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--ledger", type=Path, default=None, help="ledger file (default: <DRIFTPILOT_HOME>/audit/ledger.jsonl)"
         )
+    for name, text in (("approve", "let an escalated response run"), ("reject", "turn an escalated response down")):
+        answer = commands.add_parser(name, help=text)
+        answer.add_argument("approval", help="the approval's id (a<N>; `driftpilot approvals` lists them)")
+        answer.add_argument("--actor", default="", help="who answers (default: user@host)")
+    commands.add_parser("approvals", help="list the escalated responses waiting for an answer")
     return parser
+
+
+def _approvals(args: argparse.Namespace) -> int:
+    import getpass
+    import socket
+
+    from components.common.audit import AuditLedger
+    from components.decide.approvals import Approvals
+    from pipelines.settings import Settings
+
+    settings = Settings.from_env()
+    approvals = Approvals(settings.approvals_dir, AuditLedger(settings.audit_ledger))
+    if args.command == "approvals":
+        for item in approvals.pending():
+            proposal = item["proposal"]
+            print(f"{item['id']:6} {proposal['incident']:24} {proposal['action']:12} {'; '.join(item['reasons'])}")
+        return 0
+    actor = args.actor or f"{getpass.getuser()}@{socket.gethostname()}"
+    resolved = approvals.resolve(args.approval, approve=args.command == "approve", actor=actor)
+    print(f"{resolved['id']}: {resolved['decision']} by {actor} ({resolved['proposal']['action']} for incident "
+          f"{resolved['proposal']['incident']})")  # fmt: skip
+    return 0
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -293,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _rollback(args)
         elif args.command == "audit":
             return _audit(args)
+        elif args.command in ("approve", "reject", "approvals"):
+            return _approvals(args)
     except DriftpilotError as exc:
         print(f"driftpilot: {exc}", file=sys.stderr)
         return 2

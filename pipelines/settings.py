@@ -93,6 +93,11 @@ class Settings:
         return self.home / "audit" / "ledger.jsonl"
 
     @property
+    def approvals_dir(self) -> Path:
+        """Escalated responses waiting for (or given) a person's answer."""
+        return self.home / "audit" / "approvals"
+
+    @property
     def logs_dir(self) -> Path:
         """Logs of local pipeline runs."""
         return self.home / "logs"
