@@ -431,3 +431,25 @@ def test_bad_values_are_rejected_with_a_clear_message(
         assert done.returncode != 0 or (command == "lint" and template_check), (command, message)
         for words in expected:
             assert words in message, (command, message)
+
+
+def test_the_safety_policy_configmap_is_the_packages_default_policy(helm: Path) -> None:
+    from components.decide.safety import DEFAULT_POLICY_FILE, SafetyPolicy
+
+    config_map = named(render(helm), "ConfigMap", f"{RELEASE}-driftpilot-safety-policy")
+    shipped = SafetyPolicy.from_dict(yaml.safe_load(config_map["data"]["safety-policy.yaml"]))
+    assert shipped == SafetyPolicy.from_yaml(DEFAULT_POLICY_FILE)
+
+
+def test_a_blackout_in_values_reaches_the_safety_policy(helm: Path, tmp_path: Path) -> None:
+    from components.decide.safety import Blackout, SafetyPolicy
+
+    values = tmp_path / "values.yaml"
+    freeze = {"name": "freeze", "start": "22:00", "end": "06:00", "days": ["fri"]}
+    values.write_text(yaml.safe_dump({"safetyPolicy": {"blackouts": [freeze], "maxRetrainsPerDay": 2}}))
+    done = run_helm(helm, "template", RELEASE, str(CHART), *render_args(values))
+    assert done.returncode == 0, done.stderr
+    objects = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    config_map = named(objects, "ConfigMap", f"{RELEASE}-driftpilot-safety-policy")
+    policy = SafetyPolicy.from_dict(yaml.safe_load(config_map["data"]["safety-policy.yaml"]))
+    assert policy.max_retrains_per_day == 2 and policy.blackouts == (Blackout("22:00", "06:00", ("fri",), "freeze"),)
