@@ -1,0 +1,1 @@
+"""Backtest: replay a labelled history under retraining policies and compare them."""

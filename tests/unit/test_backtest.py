@@ -1,0 +1,85 @@
+"""The backtest on real streams: Elec2 rows and GDELT exports, every policy, kpis.json as specified."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from components.backtest.core import BacktestConfig, csv_stream, gdelt_stream, kpis, run_backtest
+from components.common.errors import ConfigError
+from pipelines.cli import main
+
+SMALL = BacktestConfig(rounds=20, window=2000, periods=(2, 3))
+
+
+@pytest.fixture(scope="module")
+def elec2(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 8,000 rows of the real Elec2 stream, two of them without a label."""
+    frame = pd.read_csv(data_dir / "streams" / "elec2.csv").head(8000)
+    frame.loc[[10, 20], "class"] = np.nan
+    path = tmp_path_factory.mktemp("elec2") / "elec2.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_every_policy_replays_the_stream_and_kpis_follow_the_format(elec2: Path) -> None:
+    stream = csv_stream(elec2, target="class", time_column="period", batch_size=1000)
+    assert stream.metric == "accuracy" and stream.unlabelled_rows == 2 and len(stream.batches) == 8
+    assert "period" not in stream.batches[0].features.columns
+    runs = run_backtest(stream, SMALL)
+    document = kpis(stream, runs)
+    assert set(document["policies"]) == {"static", "every_batch", "periodic_2", "periodic_3", "driftpilot"}
+    retrains = {name: p["retrains"] for name, p in document["policies"].items()}
+    assert retrains["static"] == 0 and retrains["every_batch"] == 6  # after batches 1..6 (the 7th is last)
+    assert retrains["periodic_2"] == 3 and retrains["periodic_3"] == 2
+    assert retrains["driftpilot"] <= retrains["every_batch"]
+    for policy in document["policies"].values():
+        assert set(policy) == {"mean_batch_metric", "overall_metric", "retrains", "train_seconds"}
+        assert 0.4 < policy["mean_batch_metric"] < 1 and policy["train_seconds"] > 0
+    assert len(document["driftpilot_retrains"]) == retrains["driftpilot"]
+
+
+def test_a_gdelt_folder_is_read_as_one_batch_per_export_scored_by_auc(gdelt_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "gdelt"
+    folder.mkdir()
+    for name in ("20241022130000", "20241022131500", "20241022133000", "20241022134500"):
+        (folder / f"{name}.export.CSV").symlink_to(gdelt_dir / f"{name}.export.CSV")
+    stream = gdelt_stream(folder)
+    assert stream.metric == "auc" and [b.name for b in stream.batches] == sorted(b.name for b in stream.batches)
+    assert len(stream.batches) == 4
+    document = kpis(stream, run_backtest(stream, SMALL))
+    assert 0.5 < document["policies"]["static"]["mean_batch_metric"] < 1
+
+
+def test_bad_input_is_refused_with_a_clear_error(elec2: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no column 'label'"):
+        csv_stream(elec2, target="label")
+    with pytest.raises(ConfigError, match="binary target"):
+        csv_stream(elec2, target="nswprice")
+    with pytest.raises(ConfigError, match="at least two"):
+        csv_stream(elec2, target="class", batch_size=10_000)
+
+
+def test_the_cli_writes_kpis_and_a_plot(elec2: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    argv = [
+        "backtest",
+        "--data",
+        str(elec2),
+        "--target",
+        "class",
+        "--batch-size",
+        "2000",
+        "--rounds",
+        "10",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    document = json.loads((out / "kpis.json").read_text())
+    assert document["metric"] == "accuracy" and "driftpilot" in document["policies"]
+    assert (out / "backtest.png").stat().st_size > 10_000
+    assert "2 rows have no label" in capsys.readouterr().out
+    assert main(["backtest", "--data", str(elec2), "--out", str(out)]) == 2  # a CSV needs --target
