@@ -1,8 +1,9 @@
-"""Run a registered model version behind a local KServe model server, one per state folder.
+"""Run a registered model version on a local model server, one per state folder; read the registry's URIs.
 
-The local target starts ``python -m components.serve`` as a detached process and records it in
-``<state_dir>/deployment.json``; deploying the version that already serves is a no-op. A
-``kserve`` target (an InferenceService in a cluster) will sit beside ``deploy_local``.
+``deploy_local`` starts ``python -m components.serve`` as a detached process and records it in
+``<state_dir>/deployment.json``; deploying the version that already serves is a no-op. Local
+serving with a canary (``components.deploy.local``) runs one of these per version behind its
+traffic splitter.
 """
 
 import json
