@@ -116,7 +116,7 @@ def test_the_cli_verifies_names_the_line_and_tells_a_story(tmp_path: Path, capsy
     assert main(["audit", "verify", "--ledger", str(ledger.path)]) == 0
     assert "6 entries, chain intact" in capsys.readouterr().out
     assert main(["audit", "show", "inc-0", "--ledger", str(ledger.path)]) == 0
-    story = capsys.readouterr().out.splitlines()
+    story = [line.strip() for line in capsys.readouterr().out.splitlines()]
     assert len(story) == 4 and "step 0" in story[0] and "released" in story[1] and story[-1] == "chain: intact"
     lines = _lines(ledger)
     lines[4] = lines[4].replace("step 4", "step 5")
