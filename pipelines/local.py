@@ -1,5 +1,6 @@
 """Run pipelines on this machine with kfp.local's SubprocessRunner (one Python process per step)."""
 
+import builtins
 import contextlib
 import logging
 import warnings
@@ -51,6 +52,13 @@ def run_pipeline(pipeline: Callable[..., Any], arguments: dict[str, Any], *, log
         The pipeline's outputs: a dict for several, a value for one, None for none.
     """
     context = _captured(log_path) if log_path is not None else contextlib.nullcontext()
-    with context:
-        task = pipeline(**arguments)
+    printer = builtins.print
+    try:
+        with context:
+            task = pipeline(**arguments)
+    finally:
+        # kfp.local indents step output by swapping builtins.print around each task; the tasks of a
+        # ParallelFor run in threads and restore it out of order, which leaves every later print
+        # of this process indented.
+        builtins.print = printer
     return getattr(task, "outputs", None)

@@ -1,3 +1,4 @@
+import builtins
 import json
 
 import pyarrow as pa
@@ -21,6 +22,7 @@ def test_two_tuning_workers_share_one_study_within_its_budget(validated, tmp_pat
     init_local(tmp_path / "pipeline-root")
     storage = str(tmp_path / "study.log")
     warm = {"learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 20, "feature_fraction": 0.9, "lambda_l2": 1.0}
+    printer = builtins.print
     outputs = run_pipeline(
         tuning_pipeline,
         {
@@ -35,6 +37,7 @@ def test_two_tuning_workers_share_one_study_within_its_budget(validated, tmp_pat
         },
         log_path=tmp_path / "tuning.log",
     )
+    assert builtins.print is printer  # kfp.local's per-task print indentation does not outlive the run
     summary = summarize_study(storage=storage, name="tune-test")
     assert summary.complete + summary.pruned == 6  # the budget, over both worker steps
     assert summary.over_budget == 2  # each worker stopped at the first number past it
