@@ -198,7 +198,6 @@ def _live_traffic(settings: Settings, batch: str) -> Any:
     from components.common.task import load_task
     from components.deploy.local import read_serving
     from components.deploy.traffic import TrafficReplayer
-    from components.features.core import build_labels, input_columns
     from components.ingest.core import read_batch
     from components.serve import payloads
 
@@ -207,8 +206,7 @@ def _live_traffic(settings: Settings, batch: str) -> Any:
     served = read_serving(settings.serving_dir)
     if served is None:
         raise ConfigError(f"nothing is served from {settings.serving_dir}")
-    instances = payloads.instances(rows[list(input_columns(task))], task)
-    labels = build_labels(rows, task).astype(int).tolist()
+    instances, labels = payloads.labelled_instances(rows, task)
     return TrafficReplayer(served.url, settings.model_name, instances, labels, concurrency=1, rate_per_s=20)
 
 

@@ -61,7 +61,6 @@ def run_release_drill(settings: Settings, train: list[str], later: list[str], ou
     from components.deploy.local import read_serving
     from components.deploy.release import release_local
     from components.deploy.traffic import TrafficReplayer
-    from components.features.core import build_labels, input_columns
     from components.gate.core import GatePolicy, gate_files
     from components.ingest.core import read_batch
     from components.register.core import CHALLENGER, Lineage, find_alias, load_model, record_gate, register_model
@@ -83,10 +82,7 @@ def run_release_drill(settings: Settings, train: list[str], later: list[str], ou
     training, _ = table(train, "train")
     holdout, holdout_rows = table(later[:3], "holdout")
     live = holdout_rows.sample(n=min(600, len(holdout_rows)), random_state=0)
-    instances = payloads.instances(live[list(input_columns(task))], task)
-    labels = build_labels(live, task).astype(int).tolist()
-    champion = find_alias(tracking_uri=settings.tracking_uri, model_name=settings.model_name)
-    assert champion is not None
+    instances, labels = payloads.labelled_instances(live, task)
     policy = CanaryPolicy(steps=(20, 50), min_requests=150, interval_s=0.5, step_timeout_s=120)
     records = []
     for seed, fault in ((7, False), (8, True)):

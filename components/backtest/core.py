@@ -284,11 +284,9 @@ def _replay(stream: Stream, config: BacktestConfig, name: str, decide: Decide, w
 
 
 def _driftpilot_decide(stream: Stream, config: BacktestConfig) -> Decide:
-    z = {0.01: 2.326, 0.05: 1.645, 0.1: 1.282}.get(config.alpha)
-    if z is None:
-        from scipy.stats import norm
+    from scipy.stats import norm
 
-        z = float(norm.ppf(1 - config.alpha))
+    z = float(norm.ppf(1 - config.alpha))
 
     def decide(t: int, run: PolicyRun, record: list[tuple[float, float]]) -> tuple[bool, str]:
         earlier = [m for m, _ in record[:-1] if not math.isnan(m)]

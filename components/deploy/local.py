@@ -210,9 +210,10 @@ def serve_local(
         ModelRegistryError: The alias or version does not exist.
         ServingError: A server or the splitter did not start.
     """
+    version = resolve_model_version(model_uri=model_uri, tracking_uri=tracking_uri)  # ConfigError unless a registry URI
     parsed = parse_registry_uri(model_uri)
-    version = resolve_model_version(model_uri=model_uri, tracking_uri=tracking_uri)
-    pinned = f"models:/{parsed.name if parsed else model_name}/{version}"
+    assert parsed is not None
+    pinned = f"models:/{parsed.name}/{version}"
     serving_dir = serving_dir.resolve()
 
     def busy() -> Exception:

@@ -39,6 +39,7 @@ from typing import Any
 import pyarrow as pa
 
 from components.common.errors import ConfigError, DriftpilotError
+from components.common.inference_log import REQUEST_TYPE, RESPONSE_TYPE
 from components.common.store import Store
 from components.drift.online import DriftAlarm, OnlineDriftConfig, OnlineDriftDetector
 
@@ -61,8 +62,6 @@ __all__ = [
     "payload_rows",
 ]
 
-REQUEST_TYPE = "org.kubeflow.serving.inference.request"
-RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 LOG_PREFIX = "inference-log"
 QUARANTINE_PREFIX = f"quarantine/{LOG_PREFIX}"
 ALARM_PREFIX = "drift-alarms"

@@ -108,19 +108,18 @@ def build_app(model: DriftpilotModel, *, logger_url: str = "") -> Starlette:
         "driftpilot_request_seconds", "Request latency by route", ["route"], buckets=_BUCKETS, registry=registry
     )
     rows_total = Counter("driftpilot_rows_scored", "Rows scored", registry=registry)
-    # Running sums a canary analysis reads per model version (components.deploy.metrics).
-    version = [model.model_version or ""]
-    answered = Counter("driftpilot_answered", "Requests answered 200", ["model_version"], registry=registry)
-    log_latency = Gauge(
-        "driftpilot_log_latency", "Sum of log seconds of answered requests", ["model_version"], registry=registry
-    )
-    log_latency_squares = Gauge(
-        "driftpilot_log_latency_squares", "Sum of squared log seconds", ["model_version"], registry=registry
-    )
-    score_sum = Counter("driftpilot_score", "Sum of the scores returned", ["model_version"], registry=registry)
-    score_squares = Counter(
-        "driftpilot_score_squares", "Sum of the squared scores returned", ["model_version"], registry=registry
-    )
+    # Running sums a canary analysis reads per model version (components.deploy.metrics); one
+    # process serves one version, so each is bound to its label once.
+    version = model.model_version or ""
+
+    def per_version(kind: type[Counter] | type[Gauge], name: str, text: str) -> Any:
+        return kind(name, text, ["model_version"], registry=registry).labels(version)
+
+    answered = per_version(Counter, "driftpilot_answered", "Requests answered 200")
+    log_latency = per_version(Gauge, "driftpilot_log_latency", "Sum of log seconds of answered requests")
+    log_latency_squares = per_version(Gauge, "driftpilot_log_latency_squares", "Sum of squared log seconds")
+    score_sum = per_version(Counter, "driftpilot_score", "Sum of the scores returned")
+    score_squares = per_version(Counter, "driftpilot_score_squares", "Sum of the squared scores returned")
 
     async def score(request: Request, route: str) -> Response:
         started = time.perf_counter()
@@ -139,8 +138,8 @@ def build_app(model: DriftpilotModel, *, logger_url: str = "") -> Starlette:
                 scores = model.score(batch)
                 result = model.respond(batch, scores)
                 rows_total.inc(batch.rows)
-                score_sum.labels(*version).inc(float(scores.sum()))
-                score_squares.labels(*version).inc(float(np.square(scores).sum()))
+                score_sum.inc(float(scores.sum()))
+                score_squares.inc(float(np.square(scores).sum()))
                 response = _json(_v2_body(result) if isinstance(result, InferResponse) else result)
                 if inference_log is not None:
                     inference_log.log(event_id, "response", bytes(response.body))
@@ -152,10 +151,10 @@ def build_app(model: DriftpilotModel, *, logger_url: str = "") -> Starlette:
         requests_total.labels(route, str(response.status_code)).inc()
         latency.labels(route).observe(seconds)
         if response.status_code == 200:
-            answered.labels(*version).inc()
+            answered.inc()
             log_seconds = math.log(max(seconds, 1e-6))
-            log_latency.labels(*version).inc(log_seconds)
-            log_latency_squares.labels(*version).inc(log_seconds * log_seconds)
+            log_latency.inc(log_seconds)
+            log_latency_squares.inc(log_seconds * log_seconds)
         return response
 
     async def v1_predict(request: Request) -> Response:

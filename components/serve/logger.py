@@ -19,10 +19,10 @@ from collections.abc import Callable
 
 import requests
 
+from components.common.inference_log import REQUEST_TYPE, RESPONSE_TYPE
+
 __all__ = ["REQUEST_TYPE", "RESPONSE_TYPE", "InferenceLogger"]
 
-REQUEST_TYPE = "org.kubeflow.serving.inference.request"
-RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
 logger = logging.getLogger("driftpilot.serve.logger")
 
 

@@ -37,8 +37,6 @@ __all__ = [
     "columns_from_infer_request",
     "columns_from_instances",
     "columns_from_schema",
-    "frame_from_infer_request",
-    "frame_from_instances",
 ]
 
 OUTPUT_NAME = "probability"
@@ -194,15 +192,6 @@ def _name_problems(given: list[str], columns: tuple[InputColumn, ...]) -> list[s
     return problems
 
 
-def frame_from_instances(instances: Any, columns: tuple[InputColumn, ...]) -> pd.DataFrame:
-    """Turn V1 instances (one ``{column: value}`` object per row) into a typed frame.
-
-    Raises:
-        InvalidInput: As ``columns_from_instances``.
-    """
-    return pd.DataFrame(columns_from_instances(instances, columns))
-
-
 def columns_from_instances(instances: Any, columns: tuple[InputColumn, ...]) -> dict[str, Any]:
     """Turn V1 instances (one ``{column: value}`` object per row) into typed columns.
 
@@ -271,15 +260,6 @@ def _tensor_values(tensor: Any) -> tuple[list[Any], list[str]]:
     if len(values) != rows:
         return [], [f"input {name!r} has {len(values)} values but shape {shape}"]
     return values, []
-
-
-def frame_from_infer_request(request: InferRequest, columns: tuple[InputColumn, ...]) -> pd.DataFrame:
-    """Turn a V2 (Open Inference Protocol) request, one tensor per column, into a typed frame.
-
-    Raises:
-        InvalidInput: As ``columns_from_infer_request``.
-    """
-    return pd.DataFrame(columns_from_infer_request(request, columns))
 
 
 def columns_from_infer_request(request: InferRequest, columns: tuple[InputColumn, ...]) -> dict[str, Any]:

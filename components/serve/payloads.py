@@ -6,7 +6,7 @@ from typing import Any
 import pandas as pd
 
 from components.common.task import TaskSpec
-from components.features.core import input_columns
+from components.features.core import build_labels, input_columns
 
 
 def instances(rows: pd.DataFrame, task: TaskSpec) -> list[dict[str, Any]]:
@@ -21,6 +21,11 @@ def instances(rows: pd.DataFrame, task: TaskSpec) -> list[dict[str, Any]]:
                 instance[column] = str(value) if column in task.categorical else float(value)
         result.append(instance)
     return result
+
+
+def labelled_instances(rows: pd.DataFrame, task: TaskSpec) -> tuple[list[dict[str, Any]], list[int]]:
+    """Validated rows as a client's V1 instances (the model's input columns) and their 0/1 labels."""
+    return instances(rows[list(input_columns(task))], task), build_labels(rows, task).astype(int).tolist()
 
 
 def v2_inputs(rows: list[dict[str, Any]], task: TaskSpec) -> list[dict[str, Any]]:

@@ -20,7 +20,6 @@ from components.deploy.lease import RolloutBusyError
 from components.deploy.local import read_serving, serve_local, stop_serving
 from components.deploy.release import release_local
 from components.deploy.traffic import TrafficReplayer
-from components.features.core import build_labels, input_columns
 from components.register.core import find_alias, lineage_of, record_gate
 from components.serve import payloads
 from components.train.core import TrainConfig
@@ -52,13 +51,8 @@ def versions(validated, task, tmp_path_factory: pytest.TempPathFactory) -> Versi
     flipped_table = write_table(flipped, work / "flipped.parquet")
     _train_and_register(work, flipped_table, "v3", TrainConfig(num_threads=1), "challenger")
     _train_and_register(work, table, "v4", TrainConfig(num_threads=1, seed=4), "challenger")
-    traffic = validated("20241022150000").sample(n=600, random_state=0)
-    return Versions(
-        tracking_uri=f"sqlite:///{work / 'mlflow.db'}",
-        work=work,
-        instances=payloads.instances(traffic[list(input_columns(task))], task),
-        labels=build_labels(traffic, task).astype(int).tolist(),
-    )
+    instances, labels = payloads.labelled_instances(validated("20241022150000").sample(n=600, random_state=0), task)
+    return Versions(tracking_uri=f"sqlite:///{work / 'mlflow.db'}", work=work, instances=instances, labels=labels)
 
 
 @pytest.fixture(scope="module")

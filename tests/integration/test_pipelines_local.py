@@ -8,7 +8,6 @@ import requests
 
 from components.deploy.local import read_serving, stop_serving
 from components.deploy.traffic import TrafficReplayer
-from components.features.core import build_labels, input_columns
 from components.ingest.mirror import GdeltMirror
 from components.register.core import find_alias, lineage_of
 from components.serve import payloads
@@ -75,12 +74,7 @@ def test_training_then_drift_response_on_real_batches(
     # A policy that always retrains exercises the branch: window, train, challenger, gate, and
     # (when the gate passes an equivalent challenger) a canary under live traffic with labels.
     live = validated(BATCHES[2]).sample(n=500, random_state=0)
-    traffic = TrafficReplayer(
-        served.url,
-        settings.model_name,
-        payloads.instances(live[list(input_columns(task))], task),
-        build_labels(live, task).astype(int).tolist(),
-    )
+    traffic = TrafficReplayer(served.url, settings.model_name, *payloads.labelled_instances(live, task))
     with traffic:
         second = run_pipeline(
             drift_response_pipeline,
