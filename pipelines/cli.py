@@ -136,8 +136,31 @@ def _parser() -> argparse.ArgumentParser:
     backtest.add_argument("--metric", default="auto", choices=["auto", "accuracy", "auc"], help="batch metric")
     backtest.add_argument("--window", type=int, default=5000, help="rows retrains use, 0 for all (default 5000)")
     backtest.add_argument("--rounds", type=int, default=200, help="LightGBM rounds per model (default 200)")
+    backtest.add_argument("--batch-hours", type=float, default=24.0, help="hours between batches without times")
+    backtest.add_argument("--safety-policy", default="", help="safety policy YAML for driftpilot (default: built-in)")
     backtest.add_argument("--out", type=Path, required=True, help="folder for kpis.json and backtest.png")
+    replay = commands.add_parser("replay", help="decide an incident log again; write the decisions as JSON Lines")
+    replay.add_argument(
+        "--incidents", type=Path, default=None, help="incident log (default: <home>/audit/incidents.jsonl)"
+    )
+    replay.add_argument("--safety-policy", default="", help="safety policy YAML file (default: built-in)")
+    replay.add_argument("--knowledge", type=Path, default=None, help="knowledge base JSON Lines (default: none)")
+    replay.add_argument("--out", type=Path, required=True, help="decisions file (JSON Lines)")
     return parser
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from components.decide.core import load_safety_policy, replay_files
+    from components.decide.knowledge import KnowledgeBase
+    from pipelines.settings import Settings
+
+    incidents = args.incidents or Settings.from_env().decisions.incidents
+    if not incidents.is_file():
+        raise ConfigError(f"no incident log at {incidents}: give one with --incidents")
+    knowledge = KnowledgeBase.load(args.knowledge) if args.knowledge else None
+    count = replay_files(incidents, args.out, policy=load_safety_policy(args.safety_policy), knowledge=knowledge)
+    print(f"{count} decisions from {incidents} written to {args.out}")
+    return 0
 
 
 def _backtest(args: argparse.Namespace) -> int:
@@ -153,7 +176,10 @@ def _backtest(args: argparse.Namespace) -> int:
         )
     if stream.unlabelled_rows:
         print(f"{stream.unlabelled_rows} rows have no label and are left out (counted in kpis.json)")
-    config = BacktestConfig(rounds=args.rounds, window=args.window)
+    from components.decide.core import load_safety_policy
+
+    safety = load_safety_policy(args.safety_policy)
+    config = BacktestConfig(rounds=args.rounds, window=args.window, safety=safety, batch_hours=args.batch_hours)
     document = write_backtest(stream, run_backtest(stream, config), args.out)
     print(f"{stream.source}: {len(stream.batches)} batches, metric {stream.metric}")
     for name, row in document["policies"].items():
@@ -168,12 +194,10 @@ def _approvals(args: argparse.Namespace) -> int:
     import getpass
     import socket
 
-    from components.common.audit import AuditLedger
-    from components.decide.approvals import Approvals
     from pipelines.settings import Settings
 
     settings = Settings.from_env()
-    approvals = Approvals(settings.approvals_dir, AuditLedger(settings.audit_ledger))
+    approvals = settings.decisions.approvals()
     if args.command == "approvals":
         for item in approvals.pending():
             proposal = item["proposal"]
@@ -190,7 +214,7 @@ def _audit(args: argparse.Namespace) -> int:
     from components.common.audit import AuditLedger
     from pipelines.settings import Settings
 
-    ledger = AuditLedger(args.ledger or Settings.from_env().audit_ledger)
+    ledger = AuditLedger(args.ledger) if args.ledger else Settings.from_env().decisions.ledger
     if args.audit_command == "verify":
         check = ledger.verify()
         if check.ok:
@@ -203,8 +227,11 @@ def _audit(args: argparse.Namespace) -> int:
         print(f"no entries for incident {args.incident!r} in {ledger.path}", file=sys.stderr)
         return 1
     for entry in story:
-        reason = entry.data.get("reason", "")
-        details = ", ".join(f"{k}={v}" for k, v in entry.data.items() if k != "reason")
+        reason = entry.data.get("reason") or entry.data.get("summary") or ""
+        scalars = {
+            k: v for k, v in entry.data.items() if k not in ("reason", "summary") and not isinstance(v, list | dict)
+        }
+        details = ", ".join(f"{k}={v}" for k, v in scalars.items())
         said = f" | {reason}" if reason else ""
         print(f"{entry.time}  #{entry.seq:<5} {entry.kind:10} {entry.actor:14} {details}{said}")
     check = ledger.verify()
@@ -357,6 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _approvals(args)
         elif args.command == "backtest":
             return _backtest(args)
+        elif args.command == "replay":
+            return _replay(args)
     except DriftpilotError as exc:
         print(f"driftpilot: {exc}", file=sys.stderr)
         return 2

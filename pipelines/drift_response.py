@@ -1,11 +1,18 @@
 """The drift-response pipeline, run once per new batch.
 
 ingest → check data quality → validate → fetch champion → detect drift → evaluate champion →
-decide (a data-quality incident is never drift) → if retrain:
-select window → tune (an Optuna study, warm-started from the champion, tuned by parallel
-workers) → train with the best parameters → register challenger (with its lineage) → gate
-(verdict recorded in MLflow) → if it passes: release (a canary beside the champion, promoted to
-champion or rolled back).
+decide (investigate the incident, propose a response, rule on it under the safety policy,
+record it in the audit ledger; a data-quality incident is never drift) → then, when the policy
+executes it:
+
+* retrain: select window → tune (an Optuna study, warm-started from the champion, run by
+  parallel workers; one trial, the champion's parameters, unless the strategist asked for
+  tuning) → train with the best parameters → release the candidate;
+* recalibrate: move the champion's scores to the batch's prior → release the candidate;
+
+where releasing a candidate is: register it as challenger (with its lineage and the incident)
+→ gate (verdict recorded in MLflow) → if it passes: release (a canary beside the champion,
+promoted to champion or rolled back).
 """
 
 from typing import NamedTuple
@@ -21,7 +28,7 @@ from components.gate.component import gate_challenger
 from components.ingest.component import ingest_gdelt
 from components.quality.component import check_data_quality
 from components.register.component import fetch_champion, register_model_version
-from components.train.component import select_training_window, train_classifier
+from components.train.component import recalibrate_model, select_training_window, train_classifier
 from components.validate.component import validate_gdelt
 from pipelines.tuning import tune_study
 
@@ -36,6 +43,97 @@ class DriftResponse(NamedTuple):
     baseline_auc: float
     action: str
     reason: str
+    kind: str
+    tier: str
+    incident: str
+
+
+@dsl.pipeline(name="driftpilot-release-candidate")
+def release_candidate(
+    candidate: dsl.Input[dsl.Model],
+    training_data: dsl.Input[dsl.Dataset],
+    holdout: dsl.Input[dsl.Dataset],
+    champion: dsl.Input[dsl.Model],
+    source_batches: str,
+    incident: str,
+    study: str,
+    tracking_uri: str,
+    artifact_root: str,
+    model_name: str,
+    prefer_challenger: bool,
+    canary_policy: str,
+    serving_target: str,
+    serving_dir: str,
+    serving_port: int,
+    serving_namespace: str,
+    serving_image: str,
+    serving_secret: str,
+    serving_logger_url: str,
+) -> str:
+    """Register a candidate as challenger, gate it against the champion, and release it if it passes.
+
+    Args:
+        candidate: The candidate model folder.
+        training_data: The rows it was fitted on (a sample becomes its drift reference).
+        holdout: Rows neither model was fitted on, for the gate.
+        champion: The champion's model folder.
+        source_batches: The candidate's batches, comma-separated.
+        incident: The incident's correlation id.
+        study: The Optuna study of its parameters ('' for none).
+        tracking_uri: MLflow tracking URI.
+        artifact_root: MLflow artifact location for a new experiment.
+        model_name: Registered model name.
+        prefer_challenger: The gate also passes an equivalent candidate.
+        canary_policy: The canary policy as JSON.
+        serving_target: ``local`` or ``kserve``.
+        serving_dir: Local target: the serving folder.
+        serving_port: Local target: the clients' port.
+        serving_namespace: KServe target: the namespace.
+        serving_image: KServe target: the serving image.
+        serving_secret: KServe target: the predictor's Secret.
+        serving_logger_url: KServe target: the logger URL.
+
+    Returns:
+        The registered version.
+    """
+    register = register_model_version(
+        model=candidate,
+        training_data=training_data,
+        tracking_uri=tracking_uri,
+        artifact_root=artifact_root,
+        model_name=model_name,
+        alias="challenger",
+        source_batches=source_batches,
+        pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        incident=incident,
+        study=study,
+    )
+    gate = gate_challenger(
+        champion=champion,
+        challenger=candidate,
+        holdout=holdout,
+        tracking_uri=tracking_uri,
+        model_name=model_name,
+        version=register.output,
+        prefer_challenger=prefer_challenger,
+    )
+    with dsl.If(gate.outputs["Output"] == True, name="release"):  # noqa: E712 (a KFP condition)
+        release_challenger(
+            tracking_uri=tracking_uri,
+            model_name=model_name,
+            version=register.output,
+            canary_policy=canary_policy,
+            target=serving_target,
+            serving_dir=serving_dir,
+            port=serving_port,
+            namespace=serving_namespace,
+            image=serving_image,
+            env_secret=serving_secret,
+            logger_url=serving_logger_url,
+            holder=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            incident=incident,
+        )
+    return register.output
 
 
 @dsl.pipeline(
@@ -55,11 +153,12 @@ def drift_response_pipeline(
     drift_share: float = 0.25,
     evidently: str = "on-drift",
     multivariate: bool = True,
-    max_auc_drop: float = 0.03,
-    severe_auc_drop: float = 0.08,
-    max_log_loss_rise: float = 0.25,
-    severe_log_loss_rise: float = 0.6,
-    label_alpha: float = 0.01,
+    state_dir: str = "",
+    safety_policy: str = "",
+    alert_webhooks: str = "",
+    alpha: float = 0.01,
+    min_drop: float = 0.02,
+    severe_drop: float = 0.08,
     min_rows: int = 200,
     window_batches: int = 96,
     holdout_fraction: float = 0.3,
@@ -97,11 +196,14 @@ def drift_response_pipeline(
         drift_share: Share of drifted features that makes the dataset drifted.
         evidently: When to render Evidently's HTML report: ``always``, ``on-drift`` or ``never``.
         multivariate: Also test for multivariate drift with a domain classifier.
-        max_auc_drop: AUC drop that, with drift, triggers a retrain.
-        severe_auc_drop: AUC drop that triggers a retrain even without drift.
-        max_log_loss_rise: Relative log-loss rise that, with drift, triggers a retrain.
-        severe_log_loss_rise: Relative log-loss rise that triggers a retrain even without drift.
-        label_alpha: Significance level of the label prior-shift test.
+        state_dir: Folder of the audit ledger, pending approvals, knowledge base and incident
+            log ('' for ``audit`` beside ``serving_dir``).
+        safety_policy: The safety policy: a YAML file path or YAML text ('' for the built-in
+            default; the chart passes its ConfigMap's content).
+        alert_webhooks: Comma-separated ``slack=URL`` / ``generic=URL`` ('' for none).
+        alpha: Level of the investigator's loss and prior-shift tests.
+        min_drop: The smallest AUC drop (below the champion's record) that counts as a loss.
+        severe_drop: An AUC drop at or above which the retrain is tuned.
         min_rows: Batches with fewer valid rows are not acted on.
         window_batches: Validated batches in the retraining window (96: a day of GDELT's 15-minute
             batches), the current one included.
@@ -129,7 +231,8 @@ def drift_response_pipeline(
         dask_cluster: ``local``, ``kubernetes`` (Dask operator) or a scheduler address.
 
     Returns:
-        The batch, its drift summary, the champion's AUC on it and the decision.
+        The batch, its drift summary, the champion's AUC on it, and the decision: the action
+        that ran, why, the incident's kind, the safety policy's tier and the incident's id.
     """
     ingest = ingest_gdelt(
         source=source,
@@ -155,17 +258,38 @@ def drift_response_pipeline(
     )
     evaluate = evaluate_model(model=champion.outputs["model"], data=validate.outputs["valid"])
     decide = decide_response(
+        model=champion.outputs["model"],
+        data=validate.outputs["valid"],
         drift_report=drift.outputs["report"],
         baseline_scores=champion.outputs["baseline"],
-        batch_scores=evaluate.outputs["scores"],
         quality_report=quality.outputs["report"],
-        max_auc_drop=max_auc_drop,
-        severe_auc_drop=severe_auc_drop,
-        max_log_loss_rise=max_log_loss_rise,
-        severe_log_loss_rise=severe_log_loss_rise,
-        label_alpha=label_alpha,
+        model_name=model_name,
+        batch_id=batch,
+        state_dir=state_dir,
+        serving_dir=serving_dir,
+        safety_policy=safety_policy,
+        alpha=alpha,
+        min_drop=min_drop,
+        severe_drop=severe_drop,
         min_rows=min_rows,
+        tune_trials=tune_trials,
+        alert_webhooks=alert_webhooks,
     )
+    incident = decide.outputs["incident"]
+    serving = {
+        "tracking_uri": tracking_uri,
+        "artifact_root": artifact_root,
+        "model_name": model_name,
+        "prefer_challenger": prefer_challenger,
+        "canary_policy": canary_policy,
+        "serving_target": serving_target,
+        "serving_dir": serving_dir,
+        "serving_port": serving_port,
+        "serving_namespace": serving_namespace,
+        "serving_image": serving_image,
+        "serving_secret": serving_secret,
+        "serving_logger_url": serving_logger_url,
+    }
     with dsl.If(decide.outputs["Output"] == "retrain", name="retrain"):
         window = select_training_window(
             lake_dir=lake_dir,
@@ -177,10 +301,10 @@ def drift_response_pipeline(
         tuned = tune_study(
             data=window.outputs["train_data"],
             study_storage=study_storage,
-            study_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+            study_name=incident,
             task=task,
             workers=tune_workers,
-            trials=tune_trials,
+            trials=decide.outputs["trials"],
             seconds=tune_seconds,
             pruner="median",
             seed=seed,
@@ -190,50 +314,39 @@ def drift_response_pipeline(
         train = train_classifier(
             data=window.outputs["train_data"], task=task, seed=seed, algorithm=algorithm, params=tuned.output
         )
-        register = register_model_version(
-            model=train.outputs["model"],
+        release_candidate(
+            candidate=train.outputs["model"],
             training_data=window.outputs["train_data"],
-            tracking_uri=tracking_uri,
-            artifact_root=artifact_root,
-            model_name=model_name,
-            alias="challenger",
-            source_batches=window.outputs["batches"],
-            pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-            # The batch that raised the incident names it until incidents carry their own ids.
-            incident=batch,
-            study=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-        )
-        gate = gate_challenger(
-            champion=champion.outputs["model"],
-            challenger=train.outputs["model"],
             holdout=window.outputs["holdout"],
-            tracking_uri=tracking_uri,
-            model_name=model_name,
-            version=register.outputs["Output"],
-            prefer_challenger=prefer_challenger,
+            champion=champion.outputs["model"],
+            source_batches=window.outputs["batches"],
+            incident=incident,
+            study=incident,
+            **serving,
         )
-        with dsl.If(gate.outputs["Output"] == True, name="release"):  # noqa: E712 (a KFP condition)
-            release_challenger(
-                tracking_uri=tracking_uri,
-                model_name=model_name,
-                version=register.outputs["Output"],
-                canary_policy=canary_policy,
-                target=serving_target,
-                serving_dir=serving_dir,
-                port=serving_port,
-                namespace=serving_namespace,
-                image=serving_image,
-                env_secret=serving_secret,
-                logger_url=serving_logger_url,
-                holder=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                incident=batch,
-            )
+    with dsl.If(decide.outputs["Output"] == "recalibrate", name="recalibrate"):
+        recalibrated = recalibrate_model(
+            champion=champion.outputs["model"], data=validate.outputs["valid"], holdout_fraction=holdout_fraction
+        )
+        release_candidate(
+            candidate=recalibrated.outputs["model"],
+            training_data=champion.outputs["reference"],
+            holdout=recalibrated.outputs["holdout"],
+            champion=champion.outputs["model"],
+            source_batches=batch,
+            incident=incident,
+            study="",
+            **serving,
+        )
     return DriftResponse(
         batch_id=batch,
         rows=validate.outputs["rows_valid"],
         drift=drift.outputs["summary"],
         batch_auc=evaluate.outputs["Output"],
         baseline_auc=champion.outputs["baseline_auc"],
-        action=decide.outputs["Output"],
+        action=decide.outputs["action"],
         reason=decide.outputs["reason"],
+        kind=decide.outputs["kind"],
+        tier=decide.outputs["tier"],
+        incident=incident,
     )

@@ -5,6 +5,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from components.decide.core import DecisionState
+
 __all__ = ["Settings"]
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -88,14 +90,9 @@ class Settings:
         return self.home / "pipeline-root"
 
     @property
-    def audit_ledger(self) -> Path:
-        """The audit ledger (``components.common.audit``)."""
-        return self.home / "audit" / "ledger.jsonl"
-
-    @property
-    def approvals_dir(self) -> Path:
-        """Escalated responses waiting for (or given) a person's answer."""
-        return self.home / "audit" / "approvals"
+    def decisions(self) -> DecisionState:
+        """The audit ledger, approvals, knowledge base and incident log (``home/audit``)."""
+        return DecisionState(self.home / "audit")
 
     @property
     def logs_dir(self) -> Path:
@@ -106,7 +103,12 @@ class Settings:
         """Arguments of the drift-response pipeline beyond those the pipelines share."""
         if self.study_storage.startswith("journal:"):
             Path(self.study_storage.removeprefix("journal:")).parent.mkdir(parents=True, exist_ok=True)
-        return {**self.pipeline_arguments(), "study_storage": self.study_storage, "canary_policy": self.canary_policy}
+        return {
+            **self.pipeline_arguments(),
+            "study_storage": self.study_storage,
+            "canary_policy": self.canary_policy,
+            "state_dir": str(self.decisions.folder),
+        }
 
     def pipeline_arguments(self) -> dict[str, object]:
         """Arguments both pipelines share."""

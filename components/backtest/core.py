@@ -7,18 +7,24 @@ known and the policy may retrain on data up to and including it. Policies:
 * ``static``: never retrains;
 * ``every_batch``: retrains after every batch on the last ``window`` rows;
 * ``periodic_<k>``: retrains after every k-th batch on the last ``window`` rows;
-* ``driftpilot``: retrains when the model's latest batch is significantly worse than its own
-  record since it was trained (a one-sided test at ``alpha`` on the batch metric's standard
-  error, and a drop of at least ``min_drop``), on the window (recent rows or all rows) that
-  does better on the latest batch when both are trained without it.
+* ``driftpilot``: the decision layer itself (``components.decide``): after every batch the
+  investigator reads the served model's metric against its own record since it was trained (a
+  one-sided test at ``alpha``, a drop of at least ``min_drop``), the features' drift against
+  its training rows, the label's prior and the loss per segment; the strategist proposes, the
+  safety policy rules (at the batch's time), and an executed response runs: a retrain on the
+  window (recent rows or all rows) that does better on the latest batch when both are trained
+  without it, an incremental update, a recalibration to the latest prior, or a rollback to the
+  model served before. Each response's benefit on the next batch goes to the knowledge base.
 
 Every policy trains the same LightGBM model (``rounds`` trees, one thread). KPIs per policy: the
-mean of the batch metrics, the metric over every scored row pooled, the retrains and the
-seconds spent training.
+mean of the batch metrics, the metric over every scored row pooled, the retrains (updates
+included; recalibrations and rollbacks train nothing) and the seconds spent training.
 """
 
+import datetime as dt
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +34,18 @@ import numpy as np
 import pandas as pd
 
 from components.common.errors import ConfigError
+from components.decide.core import (
+    Decision,
+    metric_standard_error,
+    relative_log_loss,
+    respond,
+    signals_from_scores,
+)
+from components.decide.investigate import InvestigatorConfig
+from components.decide.knowledge import KnowledgeBase, Outcome
+from components.decide.safety import Executed, SafetyPolicy
+from components.decide.strategy import StrategyConfig
+from components.train.model import prior_corrected, recalibration_odds
 
 __all__ = [
     "BacktestConfig",
@@ -50,11 +68,13 @@ class Batch:
         name: Its name (a GDELT batch id, or ``rows a-b``).
         features: Model inputs (categories as ``category``, numbers as floats).
         labels: 0/1 labels.
+        at: Its time (ISO 8601, UTC; '' when the history has none).
     """
 
     name: str
     features: pd.DataFrame
     labels: np.ndarray
+    at: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,6 +105,8 @@ class BacktestConfig:
         alpha: driftpilot's test level.
         min_drop: The smallest drop of the batch metric driftpilot acts on.
         seed: Training seed.
+        safety: driftpilot's safety policy (escalations are not executed: nobody approves them).
+        batch_hours: Hours between batches of a history without times (the policy's clock).
     """
 
     rounds: int = 200
@@ -93,6 +115,8 @@ class BacktestConfig:
     alpha: float = 0.01
     min_drop: float = 0.02
     seed: int = 0
+    safety: SafetyPolicy = field(default_factory=SafetyPolicy)
+    batch_hours: float = 24.0
 
 
 def _binary(values: pd.Series, column: str) -> tuple[np.ndarray, np.ndarray]:
@@ -168,7 +192,9 @@ def gdelt_stream(folder: Path, *, task_name: str = "gdelt-tone", metric: str = "
             continue
         valid = validate_events(table.to_pandas()).valid
         labels = build_labels(valid, task).to_numpy(dtype="int8")
-        batches.append(Batch(path.name.split(".")[0], build_features(valid, task).reset_index(drop=True), labels))
+        name = path.name.split(".")[0]
+        at = dt.datetime.strptime(name, "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC).isoformat()
+        batches.append(Batch(name, build_features(valid, task).reset_index(drop=True), labels, at))
     return _stream(tuple(batches), metric, str(folder))
 
 
@@ -192,17 +218,8 @@ def _score(metric: str, labels: np.ndarray, proba: np.ndarray) -> float:
 
 
 def _standard_error(metric: str, labels: np.ndarray, value: float) -> float:
-    """The batch metric's standard error (binomial for accuracy, Hanley & McNeil for AUC)."""
-    n = len(labels)
-    if metric == "accuracy":
-        return math.sqrt(max(value * (1 - value), 1e-6) / n)
     positives = int(labels.sum())
-    negatives = n - positives
-    q1, q2 = value / (2 - value), 2 * value * value / (1 + value)
-    variance = (value * (1 - value) + (positives - 1) * (q1 - value**2) + (negatives - 1) * (q2 - value**2)) / max(
-        positives * negatives, 1
-    )
-    return math.sqrt(max(variance, 1e-9))
+    return metric_standard_error(metric, value, positives, len(labels) - positives)
 
 
 @dataclass
@@ -217,6 +234,7 @@ class PolicyRun:
         labels: Every scored row's label, pooled.
         scores: Every scored row's score, pooled.
         reasons: Why it retrained, per retrain.
+        decisions: driftpilot's decision per batch it ruled on.
     """
 
     name: str
@@ -226,6 +244,7 @@ class PolicyRun:
     labels: list[np.ndarray] = field(default_factory=list)
     scores: list[np.ndarray] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
 
 
 class _Trainer:
@@ -283,29 +302,6 @@ def _replay(stream: Stream, config: BacktestConfig, name: str, decide: Decide, w
     return run
 
 
-def _driftpilot_decide(stream: Stream, config: BacktestConfig) -> Decide:
-    from scipy.stats import norm
-
-    z = float(norm.ppf(1 - config.alpha))
-
-    def decide(t: int, run: PolicyRun, record: list[tuple[float, float]]) -> tuple[bool, str]:
-        earlier = [m for m, _ in record[:-1] if not math.isnan(m)]
-        latest, se = record[-1]
-        if not earlier or math.isnan(latest):
-            return False, ""
-        expected = float(np.mean(earlier))
-        drop = expected - latest
-        spread = math.sqrt(se**2 + float(np.var(earlier)) / len(earlier))
-        if drop >= config.min_drop and drop > z * spread:
-            return (
-                True,
-                f"{stream.metric} {latest:.3f} vs its record {expected:.3f} (drop {drop:.3f} > {z:.2f}·{spread:.3f})",
-            )
-        return False, ""
-
-    return decide
-
-
 def _driftpilot_window(stream: Stream, config: BacktestConfig) -> Callable[..., int]:
     def window(t: int, trainer: _Trainer, run: PolicyRun) -> int:
         """The window that, trained without batch t, scores batch t better: recent rows or all rows."""
@@ -321,6 +317,151 @@ def _driftpilot_window(stream: Stream, config: BacktestConfig) -> Callable[..., 
         return chosen
 
     return window
+
+
+def _log_loss(labels: np.ndarray, proba: np.ndarray) -> float:
+    """Log loss relative to the entropy of the rows' prior (``relative_log_loss``)."""
+    proba = np.clip(proba, 1e-7, 1 - 1e-7)
+    raw = -float(np.mean(np.where(labels == 1, np.log(proba), np.log(1 - proba))))
+    return relative_log_loss(raw, float(np.mean(labels)))
+
+
+@dataclass(frozen=True)
+class _Served:
+    """A model as driftpilot serves it: a booster, its prior correction and its drift reference."""
+
+    booster: Any
+    profile: Any
+    odds: float = 1.0
+
+    def predict(self, features: pd.DataFrame) -> np.ndarray:
+        return prior_corrected(np.asarray(self.booster.predict(features), dtype="float64"), self.odds)
+
+    def importance(self) -> dict[str, float]:
+        gains = np.asarray(self.booster.feature_importance("gain"), dtype="float64")
+        total = float(gains.sum())
+        return {n: float(g) / total if total else 0.0 for n, g in zip(self.booster.feature_name(), gains, strict=True)}
+
+
+def _drift_reference(trainer: _Trainer, features: pd.DataFrame, labels: np.ndarray) -> Any:
+    from components.drift.core import LABEL, profile_features
+
+    frame = features.copy()
+    frame[LABEL] = pd.Series(labels, index=frame.index).astype("string")
+    numeric = [c for c in frame.columns if c != LABEL and c not in trainer.categorical]
+    return profile_features(frame, numeric=numeric, categorical=trainer.categorical)
+
+
+def _drift_report(profile: Any, batch: Batch) -> dict[str, Any]:
+    from components.drift.core import LABEL, compare, summarize_window
+
+    frame = batch.features.copy()
+    frame[LABEL] = pd.Series(batch.labels, index=frame.index).astype("string")
+    return compare(profile, summarize_window(frame, profile)).to_dict()
+
+
+def _replay_driftpilot(stream: Stream, config: BacktestConfig) -> PolicyRun:
+    """The decision layer on the stream: investigate, propose, rule, then act and learn.
+
+    Actions: ``retrain`` (on the window that validates better), ``update`` (more trees on the
+    latest batch), ``recalibrate`` (move the scores to the latest batch's prior), ``rollback``
+    (serve the previous model again). Escalations are not executed. Tuning is not available here.
+    Each action's benefit is measured on the next batch (the new model's metric minus the old
+    one's) and kept in the knowledge base the strategist consults.
+    """
+    trainer = _Trainer(stream, config)
+    run = PolicyRun("driftpilot")
+    knowledge = KnowledgeBase()
+    investigator = InvestigatorConfig(alpha=config.alpha, min_drop=config.min_drop)
+    strategy = StrategyConfig(tune=False)
+    choose_window = _driftpilot_window(stream, config)
+    first = stream.batches[0].features
+    segment_columns = [c for c in trainer.categorical if first[c].nunique() <= 50]
+    origin = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+    def fit(last: int, window: int) -> _Served:
+        features, labels = trainer.rows(last, window)
+        return _Served(trainer.fit(features, labels, run), _drift_reference(trainer, features, labels))
+
+    served, previous = fit(0, config.window), None
+    record: list[tuple[float, float, float]] = []  # the served model's (metric, se, relative log loss)
+    history: list[Executed] = []
+    pending: tuple[Decision, _Served] | None = None  # an action whose benefit the next batch measures
+    for t in range(1, len(stream.batches)):
+        batch = stream.batches[t]
+        proba = served.predict(batch.features)
+        value = _score(stream.metric, batch.labels, proba)
+        run.batch_metrics.append(value)
+        run.labels.append(batch.labels)
+        run.scores.append(proba)
+        if pending is not None:  # the benefit in the metric, or in log loss for a recalibration
+            done, before = pending
+            if done.proposal.action == "recalibrate":
+                benefit = _log_loss(batch.labels, before.predict(batch.features)) - _log_loss(batch.labels, proba)
+            else:
+                benefit = value - _score(stream.metric, batch.labels, before.predict(batch.features))
+            causes = tuple(c.feature for c in done.investigation.causes)
+            if not math.isnan(benefit):
+                knowledge.add(Outcome(done.signals.incident, done.signals.at, done.investigation.kind, causes,
+                                      done.proposal.action, round(benefit, 6)))  # fmt: skip
+            pending = None
+        earlier = [r for r in record if not math.isnan(r[0])]
+        record.append((value, _standard_error(stream.metric, batch.labels, value), _log_loss(batch.labels, proba)))
+        if t == len(stream.batches) - 1:
+            break
+        expected = {"value": math.nan, "se": 0.0, "relative_log_loss": math.nan}
+        if earlier:
+            values = [r[0] for r in earlier]
+            expected = {"value": float(np.mean(values)), "se": math.sqrt(float(np.var(values)) / len(values)),
+                        "relative_log_loss": float(np.mean([r[2] for r in earlier]))}  # fmt: skip
+        at = batch.at or (origin + dt.timedelta(hours=config.batch_hours * t)).isoformat()
+        signals = signals_from_scores(
+            incident=f"{stream.metric}-{batch.name}".replace(" ", "-"),
+            at=at,
+            metric=stream.metric,
+            expected=expected,
+            labels=batch.labels,
+            proba=proba,
+            frame=batch.features,
+            drift=_drift_report(served.profile, batch),
+            importance=served.importance(),
+            previous_proba=previous.predict(batch.features) if previous is not None else None,
+            segment_columns=segment_columns,
+        )
+        decision = respond(
+            signals, policy=config.safety, history=history, knowledge=knowledge, investigator=investigator,
+            strategy=strategy,
+        )  # fmt: skip
+        run.decisions.append(decision)
+        action = decision.action
+        if action in ("none", "monitor", "escalate"):
+            continue
+        history.append(Executed(dt.datetime.fromisoformat(at), action))
+        before = served
+        if action in ("retrain", "retrain_tune"):
+            served = fit(t, choose_window(t, trainer, run))
+        elif action == "update":
+            import lightgbm as lgb
+
+            started = time.perf_counter()
+            params = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 31, "num_threads": 1,
+                      "verbose": -1, "seed": config.seed, "deterministic": True}  # fmt: skip
+            booster = lgb.train(params, lgb.Dataset(batch.features, batch.labels), num_boost_round=config.rounds // 4,
+                                init_model=served.booster, keep_training_booster=True)  # fmt: skip
+            run.train_seconds += time.perf_counter() - started
+            served = _Served(booster, served.profile, served.odds)
+        elif action == "recalibrate":
+            served = _Served(served.booster, served.profile, served.odds * recalibration_odds(proba, batch.labels))
+        elif action == "rollback" and previous is not None:
+            served = previous
+        previous = before
+        if action != "recalibrate":  # the same trees keep their record
+            record = []
+        pending = (decision, before)
+        if action in ("update", "retrain", "retrain_tune"):
+            run.retrain_after.append(t)
+        run.reasons.append(f"after {batch.name}: {action}: {decision.proposal.reason}")
+    return run
 
 
 def run_backtest(stream: Stream, config: BacktestConfig = BacktestConfig()) -> list[PolicyRun]:
@@ -341,9 +482,7 @@ def run_backtest(stream: Stream, config: BacktestConfig = BacktestConfig()) -> l
         _replay(stream, config, "every_batch", every(1), fixed),
     ]
     runs.extend(_replay(stream, config, f"periodic_{k}", every(k), fixed) for k in config.periods)
-    runs.append(
-        _replay(stream, config, "driftpilot", _driftpilot_decide(stream, config), _driftpilot_window(stream, config))
-    )
+    runs.append(_replay_driftpilot(stream, config))
     return runs
 
 
@@ -362,6 +501,7 @@ def kpis(stream: Stream, runs: Sequence[PolicyRun]) -> dict[str, Any]:
     static, every = policies["static"]["mean_batch_metric"], policies["every_batch"]["mean_batch_metric"]
     gain = every - static
     ours = policies["driftpilot"]
+    ours_run = next(run for run in runs if run.name == "driftpilot")
     return {
         "metric": stream.metric,
         "source": stream.source,
@@ -372,7 +512,9 @@ def kpis(stream: Stream, runs: Sequence[PolicyRun]) -> dict[str, Any]:
         "driftpilot_share_of_retrains": (
             ours["retrains"] / policies["every_batch"]["retrains"] if policies["every_batch"]["retrains"] else math.nan
         ),
-        "driftpilot_retrains": [r for run in runs if run.name == "driftpilot" for r in run.reasons],
+        "driftpilot_actions": dict(sorted(Counter(d.action for d in ours_run.decisions if d.action != "none").items())),
+        "driftpilot_escalations": sum(d.ruling.tier == "escalate" for d in ours_run.decisions),
+        "driftpilot_responses": ours_run.reasons,
     }
 
 

@@ -3,61 +3,105 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input, Output
+from kfp.dsl import Artifact, Dataset, Input, Model, Output
 
 from components.common.images import COMPONENTS_IMAGE
 
 
 @dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
 def decide_response(
+    model: Input[Model],
+    data: Input[Dataset],
     drift_report: Input[Artifact],
     baseline_scores: Input[Artifact],
-    batch_scores: Input[Artifact],
     quality_report: Input[Artifact],
-    max_auc_drop: float,
-    severe_auc_drop: float,
-    max_log_loss_rise: float,
-    severe_log_loss_rise: float,
-    label_alpha: float,
+    model_name: str,
+    batch_id: str,
+    state_dir: str,
+    serving_dir: str,
+    safety_policy: str,
+    alpha: float,
+    min_drop: float,
+    severe_drop: float,
     min_rows: int,
+    tune_trials: int,
+    alert_webhooks: str,
+    investigation: Output[Artifact],
     decision: Output[Artifact],
-) -> NamedTuple("Decision", [("Output", str), ("reason", str)]):
-    """Decide what to do about a batch: retrain, monitor, nothing, or skip it.
+) -> NamedTuple(
+    "Decision",
+    [
+        ("Output", str),
+        ("action", str),
+        ("reason", str),
+        ("kind", str),
+        ("tier", str),
+        ("incident", str),
+        ("trials", int),
+    ],
+):
+    """Investigate the batch's incident, propose a response, rule on it under the safety policy.
 
     Args:
+        model: The champion's model folder.
+        data: The batch's validated rows.
         drift_report: The drift stage's JSON report.
-        baseline_scores: The champion's validation metrics (JSON).
-        batch_scores: The champion's metrics on the batch (JSON).
+        baseline_scores: The champion's validation metrics (JSON): its record.
         quality_report: The ingestion-anomaly agent's report (JSON); an incident is never drift.
-        max_auc_drop: AUC drop that, with drift, triggers a retrain.
-        severe_auc_drop: AUC drop that triggers a retrain even without drift.
-        max_log_loss_rise: Relative log-loss rise that, with drift, triggers a retrain.
-        severe_log_loss_rise: Relative log-loss rise that triggers a retrain even without drift.
-        label_alpha: Significance level of the label prior-shift test.
-        min_rows: Fewer labelled rows than this are not acted on.
-        decision: The decision with its evidence (JSON).
+        model_name: The registered model; with the batch it names the incident (the correlation
+            id of the ledger, the Optuna study, MLflow tags and InferenceService annotations).
+        batch_id: The batch (``YYYYMMDDHHMMSS``): the time the policy rules at.
+        state_dir: Folder of the audit ledger, approvals, knowledge base and incident log ('':
+            ``audit`` beside ``serving_dir``, as the CLI's home lays it out).
+        serving_dir: The local serving folder.
+        safety_policy: The safety policy: a YAML file path or YAML text ('' for the default).
+        alpha: Level of the loss and prior-shift tests.
+        min_drop: The smallest AUC drop that counts as a loss.
+        severe_drop: An AUC drop at or above which a retrain is tuned.
+        min_rows: Fewer labelled rows are too few to act on.
+        tune_trials: Trials of a tuning study (1: tuning is never proposed).
+        alert_webhooks: Comma-separated ``slack=URL`` / ``generic=URL`` ('' for none).
+        investigation: The investigation (JSON): kind, causes, segments, impact.
+        decision: The decision (JSON): proposal, ruling and reasons.
 
     Returns:
-        The action (``Output``: kfp.local 2.17 resolves ``dsl.If`` conditions only on outputs
-        named so) and its reason.
+        The route (``Output``: ``retrain`` for a retrain, an update or a tuned retrain,
+        ``recalibrate``, or ``none``; kfp.local 2.17 resolves ``dsl.If`` conditions only on
+        outputs named so), the action that runs now (``none`` unless the policy executes the
+        proposal), its reason, the incident's kind, the ruling's tier, the incident's id and the
+        trials the retrain's study runs (``tune_trials`` for a tuned retrain, else 1: the
+        champion's parameters).
     """
     from pathlib import Path
 
-    from components.decide.core import Policy, decide_files
+    from components.decide.core import decide_files
+    from components.decide.investigate import InvestigatorConfig
+    from components.decide.strategy import StrategyConfig
 
     result = decide_files(
-        Path(drift_report.path),
-        Path(baseline_scores.path),
-        Path(batch_scores.path),
-        Path(decision.path),
-        Policy(
-            max_auc_drop=max_auc_drop,
-            severe_auc_drop=severe_auc_drop,
-            max_log_loss_rise=max_log_loss_rise,
-            severe_log_loss_rise=severe_log_loss_rise,
-            label_alpha=label_alpha,
-            min_rows=min_rows,
-        ),
-        Path(quality_report.path),
+        model_dir=Path(model.path),
+        data_path=Path(data.path),
+        drift_path=Path(drift_report.path),
+        baseline_path=Path(baseline_scores.path),
+        quality_path=Path(quality_report.path),
+        state_dir=Path(state_dir) if state_dir else Path(serving_dir).parent / "audit",
+        model_name=model_name,
+        batch_id=batch_id,
+        safety_policy=safety_policy,
+        investigator=InvestigatorConfig(alpha=alpha, min_drop=min_drop, min_rows=min_rows),
+        strategy=StrategyConfig(severe_drop=severe_drop, tune=tune_trials > 1),
+        webhooks=alert_webhooks,
+        investigation_path=Path(investigation.path),
+        decision_path=Path(decision.path),
     )
-    return (result.action.value, result.reason)
+    action = result.action
+    route = "retrain" if action in ("update", "retrain", "retrain_tune") else action
+    route = route if route in ("retrain", "recalibrate") else "none"
+    trials = tune_trials if action == "retrain_tune" else 1
+    tier = result.ruling.tier
+    reason = (
+        result.proposal.reason
+        if tier == "execute"
+        else f"{result.proposal.reason}; {tier}: " + "; ".join(result.ruling.reasons)
+    )
+    return (route, action, reason, result.investigation.kind, result.ruling.tier, result.signals.incident, trials)

@@ -1,222 +1,508 @@
-"""The first deterministic response policy: what to do about one batch, and why.
+"""The decision layer's loop for one incident: investigate → propose → rule → record.
 
-A batch the ingestion-anomaly agent calls a data-quality incident is not acted on at all: a
-truncated file or a re-published old batch looks like drift but retraining on it would learn
-garbage. Retraining costs compute and risks a worse model, so the policy retrains only when a measured
-performance loss says the champion is hurting. Loss is measured two ways on the batch's labelled
-rows against the champion's own validation scores: the AUC drop (ranking) and the relative rise
-in log loss (probability quality; a prior shift leaves ranking intact but miscalibrates every
-score). A loss retrains together with evidence of drift — data drift across the features or a
-significant shift of the label's prior — or, when severe, without it (concept drift the feature
-tests cannot see). Drift without loss is watched, not acted on. The same inputs always give the
-same decision.
+``respond`` is pure: the incident's signals, the safety policy, the executed history and the
+knowledge base give one ``Decision`` (investigation, proposal, ruling), the same every time.
+Rulings are made at the incident's own time, never the wall clock, so ``replay`` of an incident
+log gives byte-identical decisions. ``record`` does the side effects: ledger entries, a pending
+approval for an escalation, alerts.
 """
 
+import datetime as dt
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from components.common.storage import read_json, write_json
+import numpy as np
+import pandas as pd
 
-__all__ = ["Action", "Decision", "Evidence", "Policy", "decide", "decide_files"]
+from components.common.audit import AuditLedger
+from components.decide.investigate import (
+    FeatureSignal,
+    Investigation,
+    InvestigatorConfig,
+    Signals,
+    investigate,
+    segment_signals,
+)
+from components.decide.knowledge import KnowledgeBase
+from components.decide.safety import Executed, Proposal, Ruling, SafetyPolicy, rule
+from components.decide.strategy import StrategyConfig, propose
 
+__all__ = [
+    "Decision",
+    "DecisionState",
+    "decide_files",
+    "executed_history",
+    "incident_id",
+    "load_safety_policy",
+    "metric_standard_error",
+    "record",
+    "relative_log_loss",
+    "replay",
+    "replay_files",
+    "respond",
+    "signals_from_scores",
+]
 
-class Action(StrEnum):
-    """What the loop does about a batch."""
-
-    RETRAIN = "retrain"
-    MONITOR = "monitor"
-    NONE = "none"
-    SKIP = "skip"
-
-
-@dataclass(frozen=True)
-class Policy:
-    """Thresholds of the response policy.
-
-    Attributes:
-        max_auc_drop: AUC drop below the champion's validation AUC that, with drift, retrains.
-        severe_auc_drop: AUC drop that retrains even without drift.
-        max_log_loss_rise: Relative log-loss rise over the champion's validation log loss that,
-            with drift, retrains (0.25: 25% worse).
-        severe_log_loss_rise: Relative log-loss rise that retrains even without drift.
-        label_alpha: Significance level of the label prior-shift test.
-        min_rows: Batches with fewer labelled rows are too noisy to act on.
-    """
-
-    max_auc_drop: float = 0.03
-    severe_auc_drop: float = 0.08
-    max_log_loss_rise: float = 0.25
-    severe_log_loss_rise: float = 0.6
-    label_alpha: float = 0.01
-    min_rows: int = 200
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """What the policy reads about one batch.
-
-    Attributes:
-        dataset_drift: The drift stage's verdict over the features.
-        drifted_features: Number of drifted features.
-        total_features: Number of features tested.
-        label_p_value: p-value of the label's prior shift (NaN when untestable).
-        label_reference_rate: Positive rate the champion was trained on.
-        label_current_rate: Positive rate in the batch.
-        baseline_auc: The champion's AUC on its validation slice.
-        batch_auc: The champion's AUC on the batch (NaN when the batch holds one class).
-        baseline_log_loss: The champion's log loss on its validation slice.
-        batch_log_loss: The champion's log loss on the batch.
-        rows: Labelled rows in the batch.
-        quality: The ingestion-anomaly agent's verdict (``ok``, ``warn``, ``incident``).
-        quality_summary: The agent's one-line summary.
-    """
-
-    dataset_drift: bool
-    drifted_features: int
-    total_features: int
-    label_p_value: float
-    label_reference_rate: float
-    label_current_rate: float
-    baseline_auc: float
-    batch_auc: float
-    baseline_log_loss: float
-    batch_log_loss: float
-    rows: int
-    quality: str = "ok"
-    quality_summary: str = ""
-
-    @classmethod
-    def from_reports(
-        cls,
-        drift: Mapping[str, Any],
-        baseline: Mapping[str, Any],
-        batch: Mapping[str, Any],
-        quality: Mapping[str, Any] | None = None,
-    ) -> "Evidence":
-        """Assemble the evidence from the stages' reports.
-
-        Args:
-            drift: The drift stage's JSON report.
-            baseline: The champion's validation metrics.
-            batch: The champion's metrics on the batch.
-            quality: The ingestion-anomaly agent's report (None: not checked).
-
-        Returns:
-            The evidence.
-        """
-        return cls(
-            dataset_drift=bool(drift["dataset_drift"]),
-            drifted_features=len(drift["drifted_features"]),
-            total_features=len(drift["features"]),
-            label_p_value=_number(drift["label_p_value"]),
-            label_reference_rate=_number(drift["label_reference_rate"]),
-            label_current_rate=_number(drift["label_current_rate"]),
-            baseline_auc=_number(baseline.get("auc")),
-            batch_auc=_number(batch.get("auc")),
-            baseline_log_loss=_number(baseline.get("log_loss")),
-            batch_log_loss=_number(batch.get("log_loss")),
-            rows=int(_number(batch.get("rows"))),
-            quality=str((quality or {}).get("verdict", "ok")),
-            quality_summary=str((quality or {}).get("summary", "")),
-        )
+_RETRAINS = ("update", "retrain", "retrain_tune")
 
 
 @dataclass(frozen=True)
 class Decision:
-    """A decision with its evidence.
+    """What the loop decided about one incident.
 
     Attributes:
-        action: The action.
-        reason: One sentence a person can check against the numbers.
-        auc_drop: Champion's validation AUC minus its AUC on the batch (NaN when unmeasurable).
-        log_loss_rise: Relative rise of the champion's log loss on the batch (NaN when unmeasurable).
-        evidence: What the decision was made from.
+        signals: What it was decided from.
+        investigation: The investigator's findings.
+        proposal: The strategist's proposal.
+        ruling: The safety policy's tier and reasons.
     """
 
-    action: Action
-    reason: str
-    auc_drop: float
-    log_loss_rise: float
-    evidence: Evidence
+    signals: Signals
+    investigation: Investigation
+    proposal: Proposal
+    ruling: Ruling
 
-    def to_dict(self) -> dict[str, object]:
-        """Return the decision as JSON-ready data."""
-        return {**asdict(self), "action": self.action.value}
+    @property
+    def action(self) -> str:
+        """The action that runs now: the proposal's when the ruling executes it, else ``none``."""
+        return self.proposal.action if self.ruling.tier == "execute" else "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data (the signals are kept apart, in the incident log)."""
+        return {
+            "incident": self.signals.incident,
+            "at": self.signals.at,
+            "kind": self.investigation.kind,
+            "action": self.action,
+            "tier": self.ruling.tier,
+            "proposal": asdict(self.proposal),
+            "reasons": list(self.ruling.reasons),
+            "investigation": self.investigation.to_dict(),
+        }
 
 
-def _number(value: Any) -> float:
-    return math.nan if value is None else float(value)
+def _time(at: str) -> dt.datetime:
+    when = dt.datetime.fromisoformat(at)
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
-def decide(evidence: Evidence, policy: Policy = Policy()) -> Decision:
-    """Decide how to respond to a batch.
+def respond(
+    signals: Signals,
+    *,
+    policy: SafetyPolicy,
+    history: Sequence[Executed] = (),
+    knowledge: KnowledgeBase | None = None,
+    investigator: InvestigatorConfig = InvestigatorConfig(),
+    strategy: StrategyConfig = StrategyConfig(),
+) -> Decision:
+    """Investigate an incident, propose a response and rule on it.
 
     Args:
-        evidence: Drift and performance measurements of the batch.
-        policy: Thresholds.
+        signals: The incident's measurements.
+        policy: The safety policy.
+        history: Responses executed before.
+        knowledge: Past outcomes (None: none).
+        investigator: The investigator's thresholds.
+        strategy: The strategist's costs and thresholds.
 
     Returns:
         The decision.
     """
-    e = evidence
-    drop = e.baseline_auc - e.batch_auc
-    rise = e.batch_log_loss / e.baseline_log_loss - 1 if e.baseline_log_loss > 0 else math.nan
+    investigation = investigate(signals, investigator)
+    proposal = propose(investigation, signals, knowledge or KnowledgeBase(), strategy)
+    return Decision(signals, investigation, proposal, rule(proposal, tuple(history), policy, _time(signals.at)))
 
-    def decision(action: Action, reason: str) -> Decision:
-        return Decision(action, reason, drop, rise, e)
 
-    if e.quality == "incident":
-        return decision(Action.SKIP, f"{e.quality_summary}: a data-quality incident, not drift; batch quarantined")
-    if e.rows < policy.min_rows:
-        return decision(Action.SKIP, f"only {e.rows} labelled rows (< {policy.min_rows}): too few to act on")
-    signals = []
-    if e.dataset_drift:
-        signals.append(f"data drift in {e.drifted_features}/{e.total_features} features")
-    if e.label_p_value < policy.label_alpha:
-        signals.append(f"prior shift {e.label_reference_rate:.1%}→{e.label_current_rate:.1%} (p={e.label_p_value:.1g})")
-    drift = "; ".join(signals) or f"no drift ({e.drifted_features}/{e.total_features} features)"
-    auc = f"AUC {e.batch_auc:.3f} vs {e.baseline_auc:.3f}" if not math.isnan(drop) else "AUC not measurable"
-    loss = f"log loss {e.batch_log_loss:.3f} vs {e.baseline_log_loss:.3f} ({rise:+.0%})"
-    measured = f"{auc}, {loss}"
-    if drop >= policy.severe_auc_drop or rise >= policy.severe_log_loss_rise:
-        return decision(Action.RETRAIN, f"severe loss, drift or not: {measured}; {drift}")
-    hurt = drop >= policy.max_auc_drop or rise >= policy.max_log_loss_rise
-    if signals and hurt:
-        return decision(Action.RETRAIN, f"{drift}, and the champion lost: {measured}")
-    if signals:
-        return decision(Action.MONITOR, f"{drift}, but the champion holds: {measured}")
-    if hurt:
-        return decision(Action.MONITOR, f"{measured}: a loss without drift, below severe")
-    return decision(Action.NONE, f"{drift}; champion holds: {measured}")
+def _canonical(data: Any) -> str:
+    def clean(value: Any) -> Any:
+        if isinstance(value, float):
+            return None if math.isnan(value) else round(value, 6)
+        if isinstance(value, Mapping):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    return json.dumps(clean(data), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def replay(
+    incidents: Iterable[Signals],
+    *,
+    policy: SafetyPolicy,
+    knowledge: KnowledgeBase | None = None,
+    investigator: InvestigatorConfig = InvestigatorConfig(),
+    strategy: StrategyConfig = StrategyConfig(),
+) -> list[Decision]:
+    """Decide a sequence of incidents in order; each executed response joins the history.
+
+    Returns:
+        One decision per incident.
+    """
+    history: list[Executed] = []
+    decisions = []
+    for signals in incidents:
+        decision = respond(
+            signals, policy=policy, history=history, knowledge=knowledge, investigator=investigator, strategy=strategy
+        )
+        if decision.ruling.tier == "execute":
+            history.append(Executed(_time(signals.at), decision.proposal.action, decision.proposal.tuning_cpu_seconds))
+        decisions.append(decision)
+    return decisions
+
+
+def replay_files(incident_log: Path, out: Path, *, policy: SafetyPolicy, knowledge: KnowledgeBase | None = None) -> int:
+    """Replay an incident log (JSON Lines of signals) and write the decisions as JSON Lines.
+
+    The output is canonical JSON (sorted keys, rounded floats, NaN as null), so two replays of
+    one log under one policy are byte-identical.
+
+    Returns:
+        The number of decisions written.
+    """
+    lines = [line for line in incident_log.read_text(encoding="utf-8").splitlines() if line.strip()]
+    decisions = replay((Signals.from_dict(json.loads(line)) for line in lines), policy=policy, knowledge=knowledge)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(_canonical(d.to_dict()) + "\n" for d in decisions), encoding="utf-8")
+    return len(decisions)
+
+
+def executed_history(ledger: AuditLedger) -> list[Executed]:
+    """The responses executed so far: ``decided`` entries ruled ``execute``, and approved escalations."""
+    history = []
+    for entry in ledger.entries():
+        executed = (entry.kind == "decided" and entry.data.get("tier") == "execute") or entry.kind == "approved"
+        if executed and entry.data.get("action") not in (None, "none", "monitor"):
+            history.append(
+                Executed(_time(entry.time), str(entry.data["action"]), float(entry.data.get("tuning_cpu_seconds", 0.0)))
+            )
+    return history
+
+
+def record(
+    decision: Decision,
+    ledger: AuditLedger,
+    *,
+    approvals: Any = None,
+    alerter: Any = None,
+    at: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Write a decision down: ``investigated`` and ``decided`` ledger entries, an approval, alerts.
+
+    Args:
+        decision: The decision.
+        ledger: The audit ledger.
+        approvals: ``components.decide.approvals.Approvals`` (None: escalations are only recorded).
+        alerter: ``components.decide.alerts.Alerter`` (None: no alerts).
+        at: The entries' time (default: now).
+
+    Returns:
+        ``approval`` (its id, or None) and ``alerts`` (titles posted or held).
+    """
+    from components.decide.alerts import Alert
+
+    inv, proposal, ruling = decision.investigation, decision.proposal, decision.ruling
+    ledger.append(incident=inv.incident, kind="investigated", data=json.loads(_canonical(inv.to_dict())), at=at)
+    ledger.append(
+        incident=inv.incident,
+        kind="decided",
+        data=json.loads(_canonical({**asdict(proposal), "tier": ruling.tier, "reasons": list(ruling.reasons)})),
+        at=at,
+    )
+    approval = approvals.request(ruling, at=at) if approvals is not None and ruling.tier == "escalate" else None
+    alerts = []
+    if inv.kind == "data_quality":
+        alerts.append(
+            Alert(inv.incident, "data-quality", "critical", f"{inv.incident}: data-quality incident", inv.summary)
+        )
+    if ruling.tier == "escalate":
+        alerts.append(Alert(
+            inv.incident, "escalation", "warning",
+            f"{inv.incident}: {proposal.action} needs approval{f' ({approval})' if approval else ''}",
+            f"{proposal.reason}. Held because: {'; '.join(ruling.reasons)}",
+        ))  # fmt: skip
+    elif ruling.tier == "execute":
+        alerts.append(Alert(inv.incident, "response", "info", f"{inv.incident}: {proposal.action}", proposal.reason))
+    if alerter is not None:
+        for alert in alerts:
+            outcome = alerter.send(alert)
+            ledger.append(
+                incident=inv.incident,
+                kind="alerted",
+                data={"title": alert.title, "posted": outcome.posted, "failed": [list(f) for f in outcome.failed]},
+                at=at,
+            )
+    return {"approval": approval, "alerts": [a.title for a in alerts]}
+
+
+def metric_standard_error(metric: str, value: float, positives: int, negatives: int) -> float:
+    """A batch metric's standard error: binomial for accuracy, Hanley & McNeil (1982) for AUC."""
+    n = positives + negatives
+    if math.isnan(value) or n == 0:
+        return math.nan
+    if metric == "accuracy":
+        return math.sqrt(max(value * (1 - value), 1e-6) / n)
+    q1, q2 = value / (2 - value), 2 * value * value / (1 + value)
+    variance = (value * (1 - value) + (positives - 1) * (q1 - value**2) + (negatives - 1) * (q2 - value**2)) / max(
+        positives * negatives, 1
+    )
+    return math.sqrt(max(variance, 1e-9))
+
+
+def relative_log_loss(log_loss: float, positive_rate: float) -> float:
+    """Log loss over the entropy of the rows' own prior: 1 is no better than the prior, 0 is perfect.
+
+    Raw log loss grows with the entropy of the label (a 40% prior is harder to predict than a 20%
+    one), so a prior shift alone would look like a loss; relative to the prior's entropy it does not.
+    """
+    rate = min(max(positive_rate, 1e-6), 1 - 1e-6)
+    entropy = -(rate * math.log(rate) + (1 - rate) * math.log(1 - rate))
+    return log_loss / entropy
+
+
+def _metric(metric: str, labels: np.ndarray, proba: np.ndarray) -> tuple[float, float]:
+    """The metric and the relative log loss of scores."""
+    from components.evaluate.core import score_predictions
+
+    scores = score_predictions(labels, proba)
+    return float(scores[metric]), relative_log_loss(float(scores["log_loss"]), float(np.mean(labels)))
+
+
+def signals_from_scores(
+    *,
+    incident: str,
+    at: str,
+    metric: str,
+    expected: Mapping[str, float],
+    labels: np.ndarray,
+    proba: np.ndarray,
+    frame: pd.DataFrame | None = None,
+    drift: Mapping[str, Any] | None = None,
+    importance: Mapping[str, float] | None = None,
+    quality: Mapping[str, Any] | None = None,
+    previous_proba: np.ndarray | None = None,
+    segment_columns: Sequence[str] = (),
+) -> Signals:
+    """Assemble an incident's signals from the model's scores on its batch and the stages' reports.
+
+    Args:
+        incident: The incident's id.
+        at: The batch's time (ISO 8601).
+        metric: ``auc`` or ``accuracy``.
+        expected: The model's record: ``value``, ``se``, ``log_loss`` and the ``positive_rate`` of
+            the rows it was measured on (its log loss is taken relative to that prior's entropy), or
+            its ``relative_log_loss`` directly.
+        labels: The batch's labels (may be empty: no labels yet).
+        proba: The model's scores on the batch.
+        frame: The batch's rows (for segments).
+        drift: The drift stage's report (``components.drift.core.DriftReport.to_dict``).
+        importance: The model's importance share per feature.
+        quality: The ingestion-anomaly agent's report.
+        previous_proba: The scores of the model served before (None: there is none).
+        segment_columns: Columns to find the loss's segments in.
+
+    Returns:
+        The signals.
+    """
+    from components.train.model import prior_corrected, recalibration_odds
+
+    labels = np.asarray(labels, dtype="int64")
+    positives = int(labels.sum())
+    labelled = len(labels) > 0
+    current, log_loss = _metric(metric, labels, proba) if labelled else (math.nan, math.nan)
+    recal_metric, recal_loss, previous = math.nan, math.nan, math.nan
+    if labelled:
+        recal_metric, recal_loss = _metric(metric, labels, prior_corrected(proba, recalibration_odds(proba, labels)))
+        if previous_proba is not None:
+            previous = _metric(metric, labels, previous_proba)[0]
+    drift = drift or {}
+    model_section = drift.get("sections", {}).get("model", {})
+    estimated = (
+        model_section.get("estimated", {}).get("drop", math.nan) if isinstance(model_section, Mapping) else math.nan
+    )
+    multivariate = drift.get("sections", {}).get("multivariate", {})
+    features = tuple(
+        FeatureSignal(name, bool(f["drifted"]), float(f["effect"]), float(f["p_adjusted"]))
+        for name, f in sorted(drift.get("features", {}).items())
+    )
+    segments = segment_signals(frame, labels, proba, segment_columns) if frame is not None and labelled else ()
+    return Signals(
+        incident=incident,
+        at=at,
+        rows=len(labels),
+        metric=metric,
+        expected=float(expected["value"]),
+        expected_se=float(expected.get("se", 0.0)),
+        current=current,
+        current_se=metric_standard_error(metric, current, positives, len(labels) - positives),
+        expected_log_loss=float(
+            expected["relative_log_loss"]
+            if "relative_log_loss" in expected
+            else relative_log_loss(float(expected.get("log_loss", math.nan)), float(expected.get("positive_rate", 0.5)))
+        ),
+        current_log_loss=log_loss,
+        recalibrated_metric=recal_metric,
+        recalibrated_log_loss=recal_loss,
+        label_reference_rate=float(drift.get("label_reference_rate", math.nan)),
+        label_current_rate=float(np.mean(labels)) if labelled else math.nan,
+        label_p_value=float(drift.get("label_p_value", math.nan)),
+        features=features,
+        importance=dict(importance or {}),
+        multivariate_drift=bool(multivariate["drifted"]) if "drifted" in multivariate else None,
+        estimated_drop=float(estimated) if estimated is not None else math.nan,
+        previous_metric=previous,
+        quality=str((quality or {}).get("verdict", "ok")),
+        quality_summary=str((quality or {}).get("summary", "")),
+        segments=segments,
+    )
+
+
+def load_safety_policy(text: str) -> SafetyPolicy:
+    """The safety policy from a YAML file path or YAML text ('' for the built-in default).
+
+    Raises:
+        ConfigError: When it is not a valid policy.
+    """
+    import yaml
+
+    from components.common.errors import ConfigError
+    from components.decide.safety import DEFAULT_POLICY_FILE
+
+    if not text.strip():
+        return SafetyPolicy.from_yaml(DEFAULT_POLICY_FILE)
+    if "\n" not in text and Path(text).is_file():
+        return SafetyPolicy.from_yaml(Path(text))
+    data = yaml.safe_load(text)
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"the safety policy must be a YAML mapping or a file path, got {text[:80]!r}")
+    return SafetyPolicy.from_dict(data)
+
+
+@dataclass(frozen=True)
+class DecisionState:
+    """Where an installation keeps its decisions (a folder; ``ledger.jsonl``, approvals, knowledge).
+
+    Attributes:
+        folder: The folder.
+    """
+
+    folder: Path
+
+    @property
+    def ledger(self) -> AuditLedger:
+        """The audit ledger."""
+        return AuditLedger(self.folder / "ledger.jsonl")
+
+    @property
+    def knowledge(self) -> KnowledgeBase:
+        """The knowledge base of past outcomes."""
+        return KnowledgeBase.load(self.folder / "knowledge.jsonl")
+
+    @property
+    def incidents(self) -> Path:
+        """The incident log: every incident's signals, one JSON line each (what ``replay`` reads)."""
+        return self.folder / "incidents.jsonl"
+
+    def approvals(self) -> Any:
+        """The pending and resolved approvals."""
+        from components.decide.approvals import Approvals
+
+        return Approvals(self.folder / "approvals", self.ledger)
+
+
+def incident_id(model_name: str, batch_id: str) -> str:
+    """The correlation id of the incident a batch raises for a model."""
+    return f"{model_name}-{batch_id}"
 
 
 def decide_files(
+    *,
+    model_dir: Path,
+    data_path: Path,
     drift_path: Path,
     baseline_path: Path,
-    batch_path: Path,
+    quality_path: Path | None,
+    state_dir: Path,
+    model_name: str,
+    batch_id: str,
+    safety_policy: str = "",
+    investigator: InvestigatorConfig = InvestigatorConfig(),
+    strategy: StrategyConfig = StrategyConfig(),
+    webhooks: str = "",
+    investigation_path: Path,
     decision_path: Path,
-    policy: Policy = Policy(),
-    quality_path: Path | None = None,
 ) -> Decision:
-    """Decide from the stages' JSON outputs and write the decision as JSON.
+    """The pipeline's decide stage: score the champion on the batch, decide, record, write JSON.
 
     Args:
+        model_dir: The champion's model folder.
+        data_path: The batch's validated rows (Parquet).
         drift_path: The drift stage's report.
-        baseline_path: The champion's validation metrics.
-        batch_path: The champion's metrics on the batch.
-        decision_path: Where the decision is written.
-        policy: Thresholds.
-        quality_path: The ingestion-anomaly agent's report, if the batch was checked.
+        baseline_path: The champion's validation metrics (its record).
+        quality_path: The ingestion-anomaly agent's report (None: not checked).
+        state_dir: The installation's decision folder (``DecisionState``).
+        model_name: The registered model's name (with the batch, the incident's id).
+        batch_id: The batch (``YYYYMMDDHHMMSS``): the decision's time.
+        safety_policy: ``load_safety_policy``'s argument.
+        investigator: The investigator's thresholds.
+        strategy: The strategist's settings.
+        webhooks: Alert webhooks, comma-separated ``slack=URL`` or ``generic=URL`` ('' for none).
+        investigation_path: Where the investigation is written (JSON).
+        decision_path: Where the decision is written (JSON).
 
     Returns:
         The decision.
     """
-    quality = read_json(quality_path) if quality_path is not None else None
-    evidence = Evidence.from_reports(read_json(drift_path), read_json(baseline_path), read_json(batch_path), quality)
-    result = decide(evidence, policy)
-    write_json(result.to_dict(), decision_path)
-    return result
+    from components.common.storage import read_json, read_table, write_json
+    from components.decide.alerts import Alerter, Webhook
+    from components.features.core import build_labels
+    from components.train.model import TrainedModel
+
+    model = TrainedModel.load(model_dir)
+    frame = read_table(data_path)
+    baseline = read_json(baseline_path)
+    labelled = model.task.target.column in frame.columns
+    labels = build_labels(frame, model.task).to_numpy() if labelled else np.zeros(0, dtype="int64")
+    positives = round(float(baseline.get("rows", 0)) * float(baseline.get("positive_rate", 0)))
+    expected = {
+        "value": float(baseline["auc"]),
+        "se": metric_standard_error("auc", float(baseline["auc"]), positives, int(baseline.get("rows", 0)) - positives),
+        "log_loss": float(baseline.get("log_loss", math.nan)),
+        "positive_rate": float(baseline.get("positive_rate", math.nan)),
+    }
+    at = dt.datetime.strptime(batch_id, "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC).isoformat()
+    signals = signals_from_scores(
+        incident=incident_id(model_name, batch_id),
+        at=at,
+        metric="auc",
+        expected=expected,
+        labels=labels,
+        proba=model.predict_proba(frame) if labelled else np.zeros(0),
+        frame=frame,
+        drift=read_json(drift_path),
+        importance=model.importance(),
+        quality=read_json(quality_path) if quality_path is not None else None,
+        segment_columns=model.task.categorical,
+    )
+    state = DecisionState(state_dir)
+    state.incidents.parent.mkdir(parents=True, exist_ok=True)
+    with state.incidents.open("a", encoding="utf-8") as log:
+        log.write(_canonical(signals.to_dict()) + "\n")
+    ledger = state.ledger
+    decision = respond(
+        signals,
+        policy=load_safety_policy(safety_policy),
+        history=executed_history(ledger),
+        knowledge=state.knowledge,
+        investigator=investigator,
+        strategy=strategy,
+    )
+    hooks = [Webhook(url, kind) for kind, _, url in (h.partition("=") for h in webhooks.split(",") if h.strip())]
+    record(decision, ledger, approvals=state.approvals(), alerter=Alerter(hooks) if hooks else None)
+    write_json(json.loads(_canonical(decision.investigation.to_dict())), investigation_path)
+    write_json(json.loads(_canonical(decision.to_dict())), decision_path)
+    return decision

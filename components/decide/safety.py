@@ -14,10 +14,11 @@ Rules, in order (the first that applies decides; every reason found is kept):
 3. Inside a blackout window, every action but a rollback escalates.
 4. Over a budget (retrains per day, tuning CPU-seconds per day, both over the last 24 hours of
    executed responses) escalates.
-5. Within the cooldown after the last executed response, or with ``max_concurrent`` responses
-   running, it is monitored (tried again later).
+5. Within the cooldown after the last executed model change (an update, a retrain, a rollback),
+   or with ``max_concurrent`` responses running, it is monitored (tried again later).
 6. Otherwise it executes. Rollbacks restore a known-good model and skip the budgets and the
-   cooldown.
+   cooldown; a recalibration (seconds, the trees untouched) neither waits for the cooldown nor
+   starts one.
 """
 
 import datetime as dt
@@ -160,6 +161,8 @@ class Proposal:
         confidence: The strategist's confidence, 0–1.
         tuning_cpu_seconds: CPU-seconds of tuning it would spend.
         reason: Why, in plain language.
+        benefit: The expected gain, in the metric's units (the loss it wins back).
+        cost_cpu_seconds: The expected compute it spends, tuning included.
     """
 
     incident: str
@@ -167,6 +170,8 @@ class Proposal:
     confidence: float
     tuning_cpu_seconds: float = 0.0
     reason: str = ""
+    benefit: float = 0.0
+    cost_cpu_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -242,8 +247,9 @@ def rule(proposal: Proposal, history: tuple[Executed, ...], policy: SafetyPolicy
                 f"tuning would bring the last 24 h to {tuned + proposal.tuning_cpu_seconds:.0f} CPU-s "
                 f"(budget {policy.max_tuning_cpu_seconds_per_day:.0f})"
             )
-        last = max((e.at for e in history if e.at <= now), default=None)
-        if last is not None and now - last < dt.timedelta(minutes=policy.cooldown_minutes):
+        last = max((e.at for e in history if e.at <= now and e.action != "recalibrate"), default=None)
+        cools = action != "recalibrate" and last is not None
+        if cools and last is not None and now - last < dt.timedelta(minutes=policy.cooldown_minutes):
             until = last + dt.timedelta(minutes=policy.cooldown_minutes)
             waits.append(f"cooling down until {until.isoformat(timespec='minutes')} after the last response")
     running = sum(e.running for e in history)

@@ -319,7 +319,9 @@ def _profile_numeric(values: pd.Series, bins: int) -> NumericProfile:
     cdf = at_or_below / len(ordered)
     lower_partial_mean = ((edges - edges[0]) * at_or_below - sums) / len(ordered)
     q25, q75 = np.quantile(ordered, [0.25, 0.75])
-    scale = float(q75 - q25) or float(np.std(ordered)) or 1.0
+    # Rounding leaves a constant column a spread of ~1e-17, which would blow every distance up.
+    tiny = 1e-9 * max(1.0, float(np.abs(ordered).max()))
+    scale = next((s for s in (float(q75 - q25), float(np.std(ordered))) if s > tiny), 1.0)
     deciles = np.unique(np.quantile(ordered, np.linspace(0.1, 0.9, 9), method="inverted_cdf"))
     psi_edges = np.searchsorted(edges, deciles)
     return NumericProfile(edges, cdf, lower_partial_mean, len(ordered), missing, scale, psi_edges)

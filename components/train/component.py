@@ -107,3 +107,36 @@ def update_classifier(
     for name, value in outcome.metrics.items():
         metrics.log_metric(name, value)
     return outcome.metrics["auc"]
+
+
+@dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
+def recalibrate_model(
+    champion: Input[Model],
+    data: Input[Dataset],
+    holdout_fraction: float,
+    model: Output[Model],
+    holdout: Output[Dataset],
+) -> float:
+    """Move the champion's scores to the batch's label prior (trees unchanged): the prior-shift fix.
+
+    Args:
+        champion: The champion's model folder.
+        data: The batch's validated rows.
+        holdout_fraction: Share of the batch held out for the promotion gate.
+        model: The recalibrated model folder.
+        holdout: The held-out rows the gate compares the two models on.
+
+    Returns:
+        The factor the champion's prior odds were multiplied by.
+    """
+    from pathlib import Path
+
+    from components.train.core import recalibrate_files
+
+    return recalibrate_files(
+        Path(champion.path),
+        Path(data.path),
+        holdout_fraction=holdout_fraction,
+        out_dir=Path(model.path),
+        holdout_path=Path(holdout.path),
+    )

@@ -325,3 +325,47 @@ def select_window(
     train = pd.concat([*past, current[~held_out]], ignore_index=True)
     batches = [Path(k).stem for k in reversed(window)] + [batch_id]
     return train, current[held_out].reset_index(drop=True), batches
+
+
+def recalibrate_files(
+    model_dir: Path, data_path: Path, *, holdout_fraction: float, out_dir: Path, holdout_path: Path
+) -> float:
+    """Move a model's scores to the prior of a new batch: the cheap fix for a prior shift.
+
+    The trees are kept; only the model's prior correction (``odds_ratio``) changes, fitted on the
+    batch's rows outside the gate's holdout (the same split ``select_window`` holds out), so the
+    gate judges the result on rows it was not fitted on.
+
+    Args:
+        model_dir: The model to recalibrate (its folder, with its drift profile).
+        data_path: The batch's validated rows (Parquet).
+        holdout_fraction: Share of the batch held out for the gate.
+        out_dir: The recalibrated model's folder (the drift profile is kept).
+        holdout_path: Where the held-out rows are written (Parquet).
+
+    Returns:
+        The factor the model's odds ratio was multiplied by.
+
+    Raises:
+        DataValidationError: When the rows to fit on hold one class only.
+    """
+    import shutil
+
+    from components.train.model import recalibration_odds
+
+    model = TrainedModel.load(model_dir)
+    frame = read_table(data_path)
+    held_out = split_by_key(frame[model.task.split_column], holdout_fraction, salt="gate")
+    fit = frame[~held_out]
+    labels = build_labels(fit, model.task).to_numpy()
+    if len(np.unique(labels)) < 2:
+        raise DataValidationError(f"{data_path}: {len(fit)} rows to recalibrate on hold one class only")
+    factor = recalibration_odds(model.predict_proba(fit), labels)
+    shutil.copytree(model_dir, out_dir, dirs_exist_ok=True)
+    recalibrated = TrainedModel(model.booster, model.task, model.algorithm, model.odds_ratio * factor)
+    recalibrated.save(out_dir)
+    outcome = score_predictions(labels, recalibrated.predict_proba(fit))
+    write_json({**outcome, "recalibration_factor": factor}, out_dir / "metrics.json")
+    holdout_path.parent.mkdir(parents=True, exist_ok=True)
+    frame[held_out].reset_index(drop=True).to_parquet(holdout_path)
+    return factor

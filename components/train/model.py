@@ -17,7 +17,7 @@ from components.common.task import TaskSpec
 from components.features.core import build_features
 from components.train.trainers import Trainer, get_trainer
 
-__all__ = ["TrainedModel", "prior_corrected"]
+__all__ = ["TrainedModel", "prior_corrected", "recalibration_odds"]
 
 TASK_FILE = "task.yaml"
 MODEL_FILE = "model.yaml"
@@ -39,6 +39,24 @@ def prior_corrected(proba: np.ndarray, odds_ratio: float) -> np.ndarray:
     if odds_ratio == 1.0:
         return proba
     return odds_ratio * proba / (odds_ratio * proba + 1.0 - proba)
+
+
+def recalibration_odds(proba: np.ndarray, labels: np.ndarray) -> float:
+    """The odds ratio that moves scores from the prior they predict to the rows' own prior.
+
+    Args:
+        proba: Scores of labelled rows.
+        labels: Their 0/1 labels.
+
+    Returns:
+        The factor to multiply a model's ``odds_ratio`` by (``prior_corrected``'s argument).
+    """
+
+    def odds(rate: float) -> float:
+        rate = min(max(rate, 1e-4), 1 - 1e-4)
+        return rate / (1 - rate)
+
+    return odds(float(np.mean(labels))) / odds(float(np.mean(proba)))
 
 
 @dataclass(frozen=True)

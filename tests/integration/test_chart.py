@@ -304,6 +304,11 @@ def test_the_job_schedules_the_drift_response_with_parameters_the_pipeline_takes
         params = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--param")
         typed = typed_params(drift_inputs, params, "driftpilot-drift-response")  # what kfp-deploy will check
         assert typed["lake_dir"].startswith("s3://")
+        # The recurring run decides under the policy the ConfigMap ships.
+        from components.decide.core import load_safety_policy
+
+        shipped = named(objects, "ConfigMap", f"{RELEASE}-driftpilot-safety-policy")["data"]["safety-policy.yaml"]
+        assert load_safety_policy(typed["safety_policy"]) == load_safety_policy(shipped)
         assert typed["tracking_uri"].startswith("http://") and typed["tracking_uri"].endswith(":5000")
         # The step pods' environment: the rendered settings ConfigMap, and Secrets holding those keys
         # (generated ones are rendered; a named existing Secret is the user's).

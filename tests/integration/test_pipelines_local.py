@@ -68,11 +68,14 @@ def test_training_then_drift_response_on_real_batches(
         log_path=settings.logs_dir / "r1.log",
     )
     assert first["batch_id"] == "20241022131500" and first["rows"] == 1725
-    assert first["action"] in {"none", "monitor", "retrain"} and first["reason"]
+    assert first["action"] in {"none", "monitor", "recalibrate", "retrain"} and first["reason"]
+    assert first["incident"] == f"{settings.model_name}-20241022131500" and first["tier"] in {"execute", "monitor"}
     assert 0.5 < first["batch_auc"] < 1 and first["baseline_auc"] == pytest.approx(champion.metrics["auc"])
 
-    # A policy that always retrains exercises the branch: window, train, challenger, gate, and
-    # (when the gate passes an equivalent challenger) a canary under live traffic with labels.
+    # Thresholds that call any batch a loss, and a safety policy that executes any proposal at
+    # once, exercise the retrain branch: window, a tuned study (the drop is "severe"), train,
+    # challenger, gate, and (when the gate passes an equivalent challenger) a canary under live
+    # traffic with labels.
     live = validated(BATCHES[2]).sample(n=500, random_state=0)
     traffic = TrafficReplayer(served.url, settings.model_name, *payloads.labelled_instances(live, task))
     with traffic:
@@ -81,7 +84,10 @@ def test_training_then_drift_response_on_real_batches(
             {
                 **arguments,
                 "batch_id": BATCHES[2],
-                "severe_auc_drop": -1.0,
+                "alpha": 0.999,
+                "min_drop": -1.0,
+                "severe_drop": -1.0,
+                "safety_policy": "{confidence_threshold: 0.0, cooldown_minutes: 0}",
                 "evidently": "always",
                 "tune_trials": 4,
                 "prefer_challenger": True,
@@ -89,7 +95,7 @@ def test_training_then_drift_response_on_real_batches(
             },
             log_path=settings.logs_dir / "r2.log",
         )
-    assert second["action"] == "retrain"
+    assert second["action"] == "retrain_tune" and second["tier"] == "execute"
     challenger = find_alias(tracking_uri=settings.tracking_uri, model_name=settings.model_name, alias="challenger")
     assert challenger is not None and int(challenger.version) >= 2
     now = find_alias(tracking_uri=settings.tracking_uri, model_name=settings.model_name)
@@ -97,8 +103,8 @@ def test_training_then_drift_response_on_real_batches(
     gate = json.loads(next(settings.pipeline_root.rglob("gate-challenger/result")).read_text())
     # The challenger's lineage and the gate's verdict are read back from MLflow.
     lineage = lineage_of(tracking_uri=settings.tracking_uri, model_name=settings.model_name, version=challenger.version)
-    assert lineage["source_batches"] == list(BATCHES[:3]) and lineage["incident"] == BATCHES[2]
-    assert lineage["kfp_run"].startswith("driftpilot-drift-response") and lineage["study"] == lineage["kfp_run"]
+    assert lineage["source_batches"] == list(BATCHES[:3]) and lineage["incident"] == second["incident"]
+    assert lineage["kfp_run"].startswith("driftpilot-drift-response") and lineage["study"] == second["incident"]
     assert lineage["gate"] == ("promote" if gate["promote"] else "keep") and lineage["gate_reason"] == gate["reason"]
     # A challenger the gate passed went through a canary; it is champion only if the canary promoted it.
     assert lineage["canary"] == (
@@ -121,7 +127,12 @@ def test_training_then_drift_response_on_real_batches(
     third = run_pipeline(
         drift_response_pipeline, {**arguments, "batch_id": "latest"}, log_path=settings.logs_dir / "r3.log"
     )
-    assert third["batch_id"] == "20241022134500" and third["action"] == "skip"
+    assert third["batch_id"] == "20241022134500" and third["kind"] == "data_quality" and third["action"] == "none"
     assert "staleness" in third["reason"] and "not drift" in third["reason"]
+    # Every decision is in the audit ledger, chained, and the incident log replays to the same actions.
+    ledger = settings.decisions.ledger
+    assert ledger.verify().ok
+    decided = [e.data for e in ledger.entries() if e.kind == "decided"]
+    assert [d["incident"] for d in decided] == [first["incident"], second["incident"], third["incident"]]
     assert (Path(settings.lake) / "quarantine" / "20241022134500" / "quality.json").exists()
     assert not list((Path(settings.lake) / "events" / "batch=20241022134500").glob("*.parquet"))

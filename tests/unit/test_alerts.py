@@ -1,39 +1,14 @@
 """Alerts posted to real HTTP endpoints on 127.0.0.1: Slack's and a generic format, repeats held and summarised."""
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from components.common.retry import RetryPolicy
 from components.decide.alerts import Alert, Alerter, Webhook
+from tests.servers import WebhookReceiver as _Receiver
 
 pytestmark = pytest.mark.integration  # real HTTP servers on 127.0.0.1
-
-
-class _Receiver:
-    """An HTTP endpoint that records JSON bodies and answers ``status``."""
-
-    def __init__(self, status: int = 200) -> None:
-        self.bodies: list[dict] = []  # type: ignore[type-arg]
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["Content-Length"])
-                receiver.bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 @pytest.fixture

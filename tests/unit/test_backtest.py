@@ -38,7 +38,9 @@ def test_every_policy_replays_the_stream_and_kpis_follow_the_format(elec2: Path)
     for policy in document["policies"].values():
         assert set(policy) == {"mean_batch_metric", "overall_metric", "retrains", "train_seconds"}
         assert 0.4 < policy["mean_batch_metric"] < 1 and policy["train_seconds"] > 0
-    assert len(document["driftpilot_retrains"]) == retrains["driftpilot"]
+    actions = document["driftpilot_actions"]
+    trained = sum(actions.get(a, 0) for a in ("update", "retrain", "retrain_tune"))
+    assert trained == retrains["driftpilot"] and len(document["driftpilot_responses"]) == sum(actions.values())
 
 
 def test_a_gdelt_folder_is_read_as_one_batch_per_export_scored_by_auc(gdelt_dir: Path, tmp_path: Path) -> None:

@@ -5,9 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from components.common.storage import write_json
 from components.common.task import load_task
-from components.decide.core import Action, Evidence, decide, decide_files
 from components.drift.core import DriftConfig, DriftReport, detect_drift, detect_drift_files, profile_task
 from components.drift.profile import PROFILE_FILE, Profile
 from components.train.core import TrainConfig, train_files
@@ -80,57 +78,6 @@ def test_evidently_report_is_rendered_when_asked(reference, task, validated, tmp
     _drift_files(reference, validated("20241022140000"), tmp_path, "always")
     page = (tmp_path / "r.html").read_text()
     assert "Drifted Columns" in page and len(page) > 100_000  # Evidently's self-contained report
-
-
-def _evidence(**changes: object) -> Evidence:
-    base = dict(
-        dataset_drift=False,
-        drifted_features=1,
-        total_features=16,
-        label_p_value=0.5,
-        label_reference_rate=0.2,
-        label_current_rate=0.2,
-        baseline_auc=0.75,
-        batch_auc=0.75,
-        baseline_log_loss=0.40,
-        batch_log_loss=0.40,
-        rows=1000,
-    )
-    return Evidence(**{**base, **changes})  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    ("changes", "action", "words"),
-    [
-        ({"dataset_drift": True, "drifted_features": 5, "batch_auc": 0.70}, Action.RETRAIN, "data drift in 5/16"),
-        ({"batch_auc": 0.65}, Action.RETRAIN, "severe"),
-        ({"batch_log_loss": 0.70}, Action.RETRAIN, "severe"),
-        ({"label_p_value": 1e-9, "label_current_rate": 0.3, "batch_log_loss": 0.55}, Action.RETRAIN, "prior shift"),
-        ({"label_p_value": 1e-9, "label_current_rate": 0.3, "batch_log_loss": 0.45}, Action.MONITOR, "holds"),
-        ({"dataset_drift": True, "batch_auc": 0.74}, Action.MONITOR, "holds"),
-        ({"batch_auc": 0.71}, Action.MONITOR, "without drift"),
-        ({"batch_auc": 0.76}, Action.NONE, "no drift"),
-        ({"dataset_drift": True, "batch_auc": 0.50, "rows": 100}, Action.SKIP, "too few"),
-        ({"dataset_drift": True, "batch_auc": math.nan}, Action.MONITOR, "AUC not measurable"),
-    ],
-)
-def test_policy_table(changes: dict[str, object], action: Action, words: str) -> None:
-    evidence = _evidence(**changes)
-    decision = decide(evidence)
-    assert decision.action is action and words in decision.reason
-    assert repr(decide(evidence).to_dict()) == repr(decision.to_dict())  # deterministic
-
-
-def test_decision_reads_the_stage_reports(reference, task, validated, tmp_path: Path) -> None:
-    _drift_files(reference, validated("20241022140000"), tmp_path, "never")
-    write_json({"auc": 0.75, "log_loss": 0.40}, tmp_path / "baseline.json")
-    write_json({"auc": 0.60, "log_loss": 0.50, "rows": 1313.0}, tmp_path / "batch.json")
-    decision = decide_files(
-        tmp_path / "r.json", tmp_path / "baseline.json", tmp_path / "batch.json", tmp_path / "decision.json"
-    )
-    assert decision.action is Action.RETRAIN and decision.evidence.rows == 1313
-    assert decision.evidence.total_features == len(task.features)
-    assert '"action": "retrain"' in (tmp_path / "decision.json").read_text()
 
 
 def test_the_drift_stage_compares_with_the_profile_stored_at_training(reference, validated, tmp_path: Path) -> None:

@@ -275,6 +275,13 @@ Secret, so no URL, argument or ConfigMap ever holds it. driftpilot.postgresql.ur
 {{- end }}
 
 {{/* The drift-response pipeline's parameters (camelCase values to the pipeline's snake_case names). */}}
+{{/* The safety policy file (components/decide/safety.py): safetyPolicy values with snake_case keys. */}}
+{{- define "driftpilot.safetyPolicy" -}}
+{{- range $key, $value := .Values.safetyPolicy }}
+{{ $key | snakecase }}: {{ toJson $value }}
+{{- end }}
+{{- end }}
+
 {{- define "driftpilot.pipeline.parameters" -}}
 {{- $studies := include "driftpilot.postgresql.url" (dict "ctx" . "database" .Values.optuna.database) }}
 {{- $defaults := dict "lakeDir" .Values.lake.uri "trackingUri" (include "driftpilot.mlflow.trackingUri" .) "artifactRoot" "" "servingDir" "/tmp/driftpilot-serving" "studyStorage" $studies }}
@@ -284,6 +291,8 @@ Secret, so no URL, argument or ConfigMap ever holds it. driftpilot.postgresql.ur
 {{- $logger = printf "http://%s.%s.svc:%v/" (include "driftpilot.componentName" (dict "ctx" . "component" "monitor")) .Release.Namespace .Values.monitor.service.port }}
 {{- end }}
 {{- $_ := merge $defaults (dict "servingTarget" "kserve" "servingNamespace" (include "driftpilot.kserve.namespace" .) "servingImage" (include "driftpilot.servingImage" .) "servingLoggerUrl" $logger) }}
+{{- /* The recurring run decides under the same safety policy the ConfigMap ships. */}}
+{{- $_ := merge $defaults (dict "safetyPolicy" (include "driftpilot.safetyPolicy" .) "stateDir" "/tmp/driftpilot-decisions") }}
 {{- $params := merge (deepCopy .Values.kfpDeploy.parameters) $defaults }}
 {{- range $name := keys $params | sortAlpha }}
 {{- $value := index $params $name }}
