@@ -105,6 +105,29 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME:KEY=VAR[,KEY=VAR]",
         help="Secret keys every step pod gets as variables (repeatable)",
     )
+    coordinate = commands.add_parser(
+        "coordinate", help="start a drift-response run per online drift alarm (one per incident); serve /metrics"
+    )
+    coordinate.add_argument("--kfp-host", default="", help="KFP API URL (default: run locally with kfp.local)")
+    coordinate.add_argument("--namespace", default=None, help="namespace of a multi-user KFP (default: none)")
+    coordinate.add_argument("--experiment", default="driftpilot", help="the recurring run's experiment")
+    coordinate.add_argument(
+        "--run-name",
+        default="driftpilot-drift-response",
+        help="the recurring run whose version and parameters runs use",
+    )
+    coordinate.add_argument("--source", default="", help="local runs: the GDELT feed, bucket or folder")
+    coordinate.add_argument("--model", action="append", default=[], help="act on this model's alarms only (repeatable)")
+    coordinate.add_argument("--cooldown", type=float, default=60.0, help="minutes an incident takes alarms in (60)")
+    coordinate.add_argument("--interval", type=float, default=30.0, help="seconds between polls (30)")
+    coordinate.add_argument("--port", type=int, default=0, help="serve the decision metrics here (0: not served)")
+    coordinate.add_argument("--once", action="store_true", help="poll once and exit")
+    kfp_deploy.add_argument(
+        "--state-pvc", default="", help="PersistentVolumeClaim of the decision state the deciding steps mount"
+    )
+    kfp_deploy.add_argument(
+        "--state-mount", default="/var/lib/driftpilot/decisions", help="where they mount it (the state_dir parameter)"
+    )
     rollback = commands.add_parser(
         "rollback", help="send an InferenceService's traffic back to its previous model (takes its rollout lease)"
     )
@@ -120,6 +143,9 @@ def _parser() -> argparse.ArgumentParser:
         sub = audit_commands.add_parser(name, help=text)
         if name == "show":
             sub.add_argument("incident", help="the incident's id")
+            sub.add_argument(
+                "--narrate", action="store_true", help="also summarise it (DRIFTPILOT_NARRATOR_URL, _MODEL, _API_KEY)"
+            )
         sub.add_argument(
             "--ledger", type=Path, default=None, help="ledger file (default: <DRIFTPILOT_HOME>/audit/ledger.jsonl)"
         )
@@ -147,6 +173,55 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--knowledge", type=Path, default=None, help="knowledge base JSON Lines (default: none)")
     replay.add_argument("--out", type=Path, required=True, help="decisions file (JSON Lines)")
     return parser
+
+
+def _coordinate(args: argparse.Namespace) -> int:
+    import time
+
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from components.common.store import Store
+    from components.decide.coordinator import Coordinator, Launcher, LocalLauncher
+    from components.decide.metrics import DecisionCollector
+    from pipelines.settings import Settings
+
+    settings = Settings.from_env()
+    launcher: Launcher
+    if args.kfp_host:
+        import kfp
+
+        from pipelines.kfp_deploy import launcher_for_recurring_run
+
+        client = kfp.Client(host=args.kfp_host, namespace=args.namespace)
+        launcher = launcher_for_recurring_run(
+            client, experiment=args.experiment, run_name=args.run_name, namespace=args.namespace
+        )
+    else:
+        if not args.source:
+            raise ConfigError("local runs need --source (the GDELT feed, bucket or folder new batches come from)")
+        from pipelines.drift_response import drift_response_pipeline
+        from pipelines.local import init_local, run_pipeline
+
+        init_local(settings.pipeline_root)
+        arguments = {**settings.drift_response_arguments(), "source": args.source}
+        launcher = LocalLauncher(
+            lambda a: run_pipeline(drift_response_pipeline, a, log_path=settings.logs_dir / f"{a['incident']}.log"),
+            arguments,
+        )
+    coordinator = Coordinator(
+        Store(settings.lake), settings.decisions, launcher, cooldown_minutes=args.cooldown, models=tuple(args.model)
+    )
+    if args.port:
+        registry = CollectorRegistry()
+        registry.register(DecisionCollector(settings.decisions))
+        start_http_server(args.port, registry=registry)
+        print(f"decision metrics on :{args.port}/metrics", flush=True)
+    while True:
+        for launch in coordinator.poll():
+            print(f"{launch.incident}: run {launch.run} for {launch.model_name} (alarm {launch.alarm})", flush=True)
+        if args.once:
+            return 0
+        time.sleep(args.interval)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -236,6 +311,15 @@ def _audit(args: argparse.Namespace) -> int:
         print(f"{entry.time}  #{entry.seq:<5} {entry.kind:10} {entry.actor:14} {details}{said}")
     check = ledger.verify()
     print(f"chain: {'intact' if check.ok else f'BROKEN at line {check.line}: {check.problem}'}")
+    if args.narrate:
+        import os
+
+        from components.decide.narrator import Narrator
+
+        narrator = Narrator.from_env(os.environ)
+        if narrator is None:
+            raise ConfigError("--narrate needs DRIFTPILOT_NARRATOR_URL and DRIFTPILOT_NARRATOR_MODEL")
+        print(f"\n{narrator.narrate(story)}")
     return 0 if check.ok else 1
 
 
@@ -273,7 +357,7 @@ def _kfp_deploy(args: argparse.Namespace) -> None:
         experiment=args.experiment,
         run_name=args.run_name,
         service_account=args.service_account,
-        pod_env=PodEnv(args.env_config_map, parse_secret_env(args.env_secret)),
+        pod_env=PodEnv(args.env_config_map, parse_secret_env(args.env_secret), args.state_pvc, args.state_mount),
     )
     for pipeline in result.pipelines:
         state = "uploaded" if pipeline.created else "unchanged"
@@ -386,6 +470,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _backtest(args)
         elif args.command == "replay":
             return _replay(args)
+        elif args.command == "coordinate":
+            return _coordinate(args)
     except DriftpilotError as exc:
         print(f"driftpilot: {exc}", file=sys.stderr)
         return 2

@@ -159,6 +159,14 @@ def run_demo(
     if not options.keep_serving:
         stop_serving(settings.serving_dir)
         _say(out, "model servers stopped (use --keep-serving to leave them running)")
+    ledger, approvals = settings.decisions.ledger, settings.decisions.approvals().pending()
+    check = ledger.verify()
+    _say(
+        out,
+        f"audit ledger {ledger.path}: {check.entries} entries, chain {'intact' if check.ok else 'BROKEN'}; "
+        f"{len(approvals)} escalation(s) waiting (driftpilot approvals); an incident's story: "
+        f"DRIFTPILOT_HOME={settings.home} driftpilot audit show {records[-1]['incident']}",
+    )
     actions = pd.Series([r["action"] for r in records]).value_counts().to_dict()
     _say(
         out,
@@ -184,7 +192,7 @@ def _replay(
     champion = _serving_version(settings)
     _say(out, f"champion v{champion} trained, registered and served ({time.perf_counter() - began:.0f}s)")
     _say(out, f"replaying {len(replay)} batches through drift_response_pipeline (logs: {settings.logs_dir})")
-    _say(out, f"{'batch':14}  {'rows':>5}  {'AUC':>5} {'base':>5}  {'action':8} serving  drift | reason")
+    _say(out, f"{'batch':14}  {'rows':>5}  {'AUC':>5} {'base':>5}  {'kind':12} {'action':21} serving  drift | reason")
     records = []
     with _live_traffic(settings, train[-1]):  # clients, so that a release's canary has traffic to judge
         for index, batch in enumerate(replay, start=1):
@@ -238,12 +246,14 @@ def _replay_batch(settings: Settings, source: str, batch: str, position: str, ou
         log_path=settings.logs_dir / f"drift-response-{batch}.log",
     )
     serving = _serving_version(settings)
-    outcome = _release_said(settings, champion) if result["action"] == "retrain" else ""
+    candidate = result["action"] in ("update", "retrain", "retrain_tune", "recalibrate")
+    outcome = _release_said(settings, champion) if candidate else ""
     record = {**result, "serving": serving, "seconds": round(time.perf_counter() - step, 1)}
     _say(
         out,
         f"{result['batch_id']:14}  {result['rows']:>5}  {result['batch_auc']:.3f} {result['baseline_auc']:.3f}  "
-        f"{result['action']:8} v{serving:<6}  {result['drift']} | {result['reason']}{outcome}"
+        f"{result['kind']:12} {result['action'] + ' (' + result['tier'] + ')':21} v{serving:<6}  "
+        f"{result['drift']} | {result['reason']}{outcome}"
         f"  [{position}, {record['seconds']}s]",
     )
     return record

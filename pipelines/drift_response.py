@@ -11,8 +11,9 @@ executes it:
 * recalibrate: move the champion's scores to the batch's prior → release the candidate;
 
 where releasing a candidate is: register it as challenger (with its lineage and the incident)
-→ gate (verdict recorded in MLflow) → if it passes: release (a canary beside the champion,
-promoted to champion or rolled back).
+→ gate (verdict recorded in MLflow; the candidate's measured benefit goes to the knowledge base
+and the ledger) → if it passes: release (a canary beside the champion, promoted to champion or
+rolled back).
 """
 
 from typing import NamedTuple
@@ -20,7 +21,7 @@ from typing import NamedTuple
 from kfp import dsl
 
 from components.common.images import SERVING_IMAGE
-from components.decide.component import decide_response
+from components.decide.component import decide_response, record_outcome
 from components.deploy.component import release_challenger
 from components.drift.component import detect_data_drift
 from components.evaluate.component import evaluate_model
@@ -54,9 +55,11 @@ def release_candidate(
     training_data: dsl.Input[dsl.Dataset],
     holdout: dsl.Input[dsl.Dataset],
     champion: dsl.Input[dsl.Model],
+    decision: dsl.Input[dsl.Artifact],
     source_batches: str,
     incident: str,
     study: str,
+    state_dir: str,
     tracking_uri: str,
     artifact_root: str,
     model_name: str,
@@ -77,9 +80,11 @@ def release_candidate(
         training_data: The rows it was fitted on (a sample becomes its drift reference).
         holdout: Rows neither model was fitted on, for the gate.
         champion: The champion's model folder.
+        decision: The decision that asked for the candidate (its benefit is learnt from the gate).
         source_batches: The candidate's batches, comma-separated.
         incident: The incident's correlation id.
         study: The Optuna study of its parameters ('' for none).
+        state_dir: Folder of the audit ledger and knowledge base.
         tracking_uri: MLflow tracking URI.
         artifact_root: MLflow artifact location for a new experiment.
         model_name: Registered model name.
@@ -117,6 +122,13 @@ def release_candidate(
         version=register.output,
         prefer_challenger=prefer_challenger,
     )
+    record_outcome(
+        decision=decision,
+        gate_result=gate.outputs["result"],
+        state_dir=state_dir,
+        serving_dir=serving_dir,
+        version=register.output,
+    )
     with dsl.If(gate.outputs["Output"] == True, name="release"):  # noqa: E712 (a KFP condition)
         release_challenger(
             tracking_uri=tracking_uri,
@@ -147,6 +159,7 @@ def drift_response_pipeline(
     serving_dir: str,
     study_storage: str,
     batch_id: str = "latest",
+    incident: str = "",
     model_name: str = "gdelt-tone",
     task: str = "gdelt-tone",
     fdr_q: float = 0.05,
@@ -190,6 +203,9 @@ def drift_response_pipeline(
             chart's database in a cluster); each run's study is named after the run.
         batch_id: The new batch, ``YYYYMMDDHHMMSS``, or ``latest`` for the source's newest
             (``lastupdate.txt`` on a GDELT feed), which is what a recurring run asks for.
+        incident: The incident the run responds to, when the coordinator started it for an
+            online drift alarm ('': the batch's own, ``<model_name>-<batch>``); the correlation
+            id in the ledger, the Optuna study, MLflow tags and InferenceService annotations.
         model_name: Registered model name.
         task: Built-in task name or task YAML path.
         fdr_q: False-discovery rate across the feature drift tests.
@@ -265,6 +281,7 @@ def drift_response_pipeline(
         quality_report=quality.outputs["report"],
         model_name=model_name,
         batch_id=batch,
+        incident=incident,
         state_dir=state_dir,
         serving_dir=serving_dir,
         safety_policy=safety_policy,
@@ -275,8 +292,10 @@ def drift_response_pipeline(
         tune_trials=tune_trials,
         alert_webhooks=alert_webhooks,
     )
-    incident = decide.outputs["incident"]
+    correlation = decide.outputs["incident"]
     serving = {
+        "decision": decide.outputs["decision"],
+        "state_dir": state_dir,
         "tracking_uri": tracking_uri,
         "artifact_root": artifact_root,
         "model_name": model_name,
@@ -301,7 +320,7 @@ def drift_response_pipeline(
         tuned = tune_study(
             data=window.outputs["train_data"],
             study_storage=study_storage,
-            study_name=incident,
+            study_name=correlation,
             task=task,
             workers=tune_workers,
             trials=decide.outputs["trials"],
@@ -320,8 +339,8 @@ def drift_response_pipeline(
             holdout=window.outputs["holdout"],
             champion=champion.outputs["model"],
             source_batches=window.outputs["batches"],
-            incident=incident,
-            study=incident,
+            incident=correlation,
+            study=correlation,
             **serving,
         )
     with dsl.If(decide.outputs["Output"] == "recalibrate", name="recalibrate"):
@@ -334,7 +353,7 @@ def drift_response_pipeline(
             holdout=recalibrated.outputs["holdout"],
             champion=champion.outputs["model"],
             source_batches=batch,
-            incident=incident,
+            incident=correlation,
             study="",
             **serving,
         )
@@ -348,5 +367,5 @@ def drift_response_pipeline(
         reason=decide.outputs["reason"],
         kind=decide.outputs["kind"],
         tier=decide.outputs["tier"],
-        incident=incident,
+        incident=correlation,
     )

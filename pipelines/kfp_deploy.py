@@ -28,6 +28,7 @@ import yaml
 
 from components.common.errors import ConfigError
 from components.common.images import COMPONENTS_IMAGE
+from components.decide.coordinator import KfpLauncher
 from pipelines.pod_env import PodEnv, add_pod_env
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "UploadedPipeline",
     "deploy",
     "deploy_to_kfp",
+    "launcher_for_recurring_run",
     "normalize_cron",
     "parse_params",
     "pipeline_parameters",
@@ -119,6 +121,21 @@ class KfpClient(Protocol):
 
     def delete_recurring_run(self, recurring_run_id: str) -> Any:
         """``kfp.Client.delete_recurring_run``."""
+
+    def run_pipeline(
+        self,
+        experiment_id: str,
+        job_name: str,
+        pipeline_package_path: str | None = ...,
+        params: dict[str, Any] | None = ...,
+        pipeline_id: str | None = ...,
+        version_id: str | None = ...,
+        pipeline_root: str | None = ...,
+        enable_caching: bool | None = ...,
+        cache_key: str | None = ...,
+        service_account: str | None = ...,
+    ) -> Any:
+        """``kfp.Client.run_pipeline``."""
 
 
 @dataclass(frozen=True)
@@ -336,16 +353,59 @@ def _upload(client: KfpClient, compiled: Path, package_version: str, namespace: 
     return UploadedPipeline(name, pipeline_id, version.pipeline_version_id, version_name, True)
 
 
-def _recurring_runs_named(client: KfpClient, experiment_id: str, name: str) -> list[str]:
-    ids, token = [], ""
+def _recurring_runs(client: KfpClient, experiment_id: str, name: str) -> list[Any]:
+    runs, token = [], ""
     while True:
         page = client.list_recurring_runs(
             page_token=token, page_size=100, experiment_id=experiment_id, filter=_by_name(name)
         )
-        ids += [run.recurring_run_id for run in page.recurring_runs or [] if run.display_name == name]
+        runs += [run for run in page.recurring_runs or [] if run.display_name == name]
         token = page.next_page_token or ""
         if not token:
-            return ids
+            return runs
+
+
+def _recurring_runs_named(client: KfpClient, experiment_id: str, name: str) -> list[str]:
+    return [run.recurring_run_id for run in _recurring_runs(client, experiment_id, name)]
+
+
+def launcher_for_recurring_run(
+    client: KfpClient,
+    *,
+    experiment: str = "driftpilot",
+    run_name: str = _DRIFT_RESPONSE,
+    namespace: str | None = None,
+) -> KfpLauncher:
+    """A launcher of incident runs like the recurring run: its pipeline version, parameters and account.
+
+    Args:
+        client: A ``kfp.Client``.
+        experiment: The recurring run's experiment.
+        run_name: The recurring run's display name (``deploy``'s ``run_name``).
+        namespace: Kubernetes namespace of a multi-user KFP.
+
+    Returns:
+        The launcher (``components.decide.coordinator.KfpLauncher``).
+
+    Raises:
+        ConfigError: When no recurring run of that name exists (run ``driftpilot kfp-deploy`` first).
+    """
+    experiment_id = client.create_experiment(name=experiment, namespace=namespace).experiment_id
+    runs = _recurring_runs(client, experiment_id, run_name)
+    if not runs:
+        raise ConfigError(
+            f"no recurring run {run_name!r} in experiment {experiment!r}: run driftpilot kfp-deploy first"
+        )
+    run = runs[0]
+    reference = run.pipeline_version_reference
+    return KfpLauncher(
+        client,
+        experiment_id=experiment_id,
+        pipeline_id=reference.pipeline_id,
+        version_id=reference.pipeline_version_id,
+        params=dict(run.runtime_config.parameters or {}),
+        service_account=run.service_account or "",
+    )
 
 
 def deploy(
@@ -425,7 +485,8 @@ def deploy_to_kfp(
     """Compile the pipelines and deploy them to the KFP API at ``host`` (see ``deploy``).
 
     The schedule and the parameters are checked before the API is contacted. Every step pod
-    takes ``pod_env``'s ConfigMap and Secrets (if any) as environment variables.
+    takes ``pod_env``'s ConfigMap and Secrets (if any) as environment variables; the deciding
+    steps mount its decision-state volume (if any).
     """
     import kfp
 

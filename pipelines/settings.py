@@ -31,6 +31,8 @@ class Settings:
             a journal file under home).
         canary_policy: JSON object of canary policy fields for releases (``DRIFTPILOT_CANARY_POLICY``,
             default ``{}``: the defaults of ``components.deploy.canary.CanaryPolicy``).
+        state_dir: The decision state's folder: audit ledger, approvals, knowledge base,
+            incident log (``DRIFTPILOT_STATE_DIR``, default ``<home>/audit``).
     """
 
     home: Path
@@ -43,6 +45,7 @@ class Settings:
     lake_uri: str = ""
     study_storage: str = ""
     canary_policy: str = "{}"
+    state_dir: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -69,6 +72,7 @@ class Settings:
             lake_uri=env.get("DRIFTPILOT_LAKE", ""),
             study_storage=env.get("DRIFTPILOT_OPTUNA_STORAGE", f"journal:{home / 'optuna' / 'studies.log'}"),
             canary_policy=env.get("DRIFTPILOT_CANARY_POLICY", "{}"),
+            state_dir=env.get("DRIFTPILOT_STATE_DIR", ""),
         )
         if "data_dir" in given:
             given["data_dir"] = Path(str(given["data_dir"])).resolve()
@@ -91,8 +95,8 @@ class Settings:
 
     @property
     def decisions(self) -> DecisionState:
-        """The audit ledger, approvals, knowledge base and incident log (``home/audit``)."""
-        return DecisionState(self.home / "audit")
+        """The audit ledger, approvals, knowledge base and incident log (``home/audit`` by default)."""
+        return DecisionState(Path(self.state_dir) if self.state_dir else self.home / "audit")
 
     @property
     def logs_dir(self) -> Path:

@@ -17,6 +17,7 @@ def decide_response(
     quality_report: Input[Artifact],
     model_name: str,
     batch_id: str,
+    incident: str,
     state_dir: str,
     serving_dir: str,
     safety_policy: str,
@@ -51,6 +52,7 @@ def decide_response(
         model_name: The registered model; with the batch it names the incident (the correlation
             id of the ledger, the Optuna study, MLflow tags and InferenceService annotations).
         batch_id: The batch (``YYYYMMDDHHMMSS``): the time the policy rules at.
+        incident: The incident the run was started for ('': one named after the model and batch).
         state_dir: Folder of the audit ledger, approvals, knowledge base and incident log ('':
             ``audit`` beside ``serving_dir``, as the CLI's home lays it out).
         serving_dir: The local serving folder.
@@ -87,6 +89,7 @@ def decide_response(
         state_dir=Path(state_dir) if state_dir else Path(serving_dir).parent / "audit",
         model_name=model_name,
         batch_id=batch_id,
+        incident=incident,
         safety_policy=safety_policy,
         investigator=InvestigatorConfig(alpha=alpha, min_drop=min_drop, min_rows=min_rows),
         strategy=StrategyConfig(severe_drop=severe_drop, tune=tune_trials > 1),
@@ -105,3 +108,32 @@ def decide_response(
         else f"{result.proposal.reason}; {tier}: " + "; ".join(result.ruling.reasons)
     )
     return (route, action, reason, result.investigation.kind, result.ruling.tier, result.signals.incident, trials)
+
+
+@dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
+def record_outcome(
+    decision: Input[Artifact], gate_result: Input[Artifact], state_dir: str, serving_dir: str, version: str
+) -> float:
+    """Record what a candidate measurably gave (the gate's holdout) in the knowledge base and the ledger.
+
+    Args:
+        decision: The decide stage's decision (JSON).
+        gate_result: The gate's result (JSON).
+        state_dir: Folder of the audit ledger and knowledge base ('': ``audit`` beside ``serving_dir``).
+        serving_dir: The local serving folder.
+        version: The candidate's registered version.
+
+    Returns:
+        The benefit: AUC gain for a retrain, log-loss fall for a recalibration.
+    """
+    from pathlib import Path
+
+    from components.decide.core import record_outcome_files
+
+    outcome = record_outcome_files(
+        state_dir=Path(state_dir) if state_dir else Path(serving_dir).parent / "audit",
+        decision_path=Path(decision.path),
+        gate_path=Path(gate_result.path),
+        version=version,
+    )
+    return outcome.benefit

@@ -27,7 +27,7 @@ from components.decide.investigate import (
     investigate,
     segment_signals,
 )
-from components.decide.knowledge import KnowledgeBase
+from components.decide.knowledge import KnowledgeBase, Outcome
 from components.decide.safety import Executed, Proposal, Ruling, SafetyPolicy, rule
 from components.decide.strategy import StrategyConfig, propose
 
@@ -40,6 +40,7 @@ __all__ = [
     "load_safety_policy",
     "metric_standard_error",
     "record",
+    "record_outcome_files",
     "relative_log_loss",
     "replay",
     "replay_files",
@@ -429,6 +430,7 @@ def decide_files(
     state_dir: Path,
     model_name: str,
     batch_id: str,
+    incident: str = "",
     safety_policy: str = "",
     investigator: InvestigatorConfig = InvestigatorConfig(),
     strategy: StrategyConfig = StrategyConfig(),
@@ -447,6 +449,8 @@ def decide_files(
         state_dir: The installation's decision folder (``DecisionState``).
         model_name: The registered model's name (with the batch, the incident's id).
         batch_id: The batch (``YYYYMMDDHHMMSS``): the decision's time.
+        incident: The incident's id when the run was started for one (the coordinator's); ''
+            names it after the model and the batch.
         safety_policy: ``load_safety_policy``'s argument.
         investigator: The investigator's thresholds.
         strategy: The strategist's settings.
@@ -476,7 +480,7 @@ def decide_files(
     }
     at = dt.datetime.strptime(batch_id, "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC).isoformat()
     signals = signals_from_scores(
-        incident=incident_id(model_name, batch_id),
+        incident=incident or incident_id(model_name, batch_id),
         at=at,
         metric="auc",
         expected=expected,
@@ -506,3 +510,50 @@ def decide_files(
     write_json(json.loads(_canonical(decision.investigation.to_dict())), investigation_path)
     write_json(json.loads(_canonical(decision.to_dict())), decision_path)
     return decision
+
+
+def record_outcome_files(*, state_dir: Path, decision_path: Path, gate_path: Path, version: str) -> Outcome:
+    """Learn from a gated candidate: its measured benefit goes to the knowledge base and the ledger.
+
+    The benefit is measured on the gate's holdout (rows neither model was fitted on): the AUC
+    gain over the champion for a retrain, the fall of log loss for a recalibration (its ranking
+    is the champion's).
+
+    Args:
+        state_dir: The installation's decision folder.
+        decision_path: The decide stage's decision (JSON).
+        gate_path: The gate's result (JSON).
+        version: The candidate's registered version.
+
+    Returns:
+        The outcome recorded.
+    """
+    from components.common.storage import read_json
+
+    decision, gate = read_json(decision_path), read_json(gate_path)
+    action = str(decision["proposal"]["action"])
+    if action == "recalibrate" and gate.get("log_loss"):
+        benefit = float(gate["log_loss"]["champion_log_loss"]) - float(gate["log_loss"]["challenger_log_loss"])
+    elif gate.get("auc"):
+        benefit = float(gate["auc"]["gain"])
+    else:
+        benefit = math.nan
+    investigation = decision["investigation"]
+    outcome = Outcome(
+        incident=str(decision["incident"]),
+        at=str(decision["at"]),
+        kind=str(investigation["kind"]),
+        causes=tuple(c["feature"] for c in investigation["causes"]),
+        action=action,
+        benefit=round(benefit, 6),
+    )
+    state = DecisionState(state_dir)
+    if not math.isnan(benefit):
+        state.knowledge.add(outcome)
+    state.ledger.append(
+        incident=outcome.incident,
+        kind="gated",
+        data=json.loads(_canonical({"version": version, "action": action, "promote": bool(gate["promote"]),
+                                    "benefit": benefit, "reason": gate["reason"]})),
+    )  # fmt: skip
+    return outcome

@@ -26,7 +26,14 @@ def test_cli_compiles_both_pipelines(tmp_path: Path) -> None:
         "baseline_auc",
         "action",
         "reason",
+        "kind",
+        "tier",
+        "incident",
     }
+    # Both responses (retrain, recalibrate) release their candidate through the same nested pipeline.
+    components = set(response["components"])
+    assert {"comp-driftpilot-release-candidate", "comp-driftpilot-release-candidate-2"} <= components
+    assert {"comp-recalibrate-model", "comp-record-outcome"} <= components
 
 
 def test_every_component_parameter_is_documented(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ import yaml
 
 from components.common.errors import ConfigError
 from pipelines.cli import compile_pipelines
-from pipelines.pod_env import SETTINGS_KEYS, PodEnv, add_pod_env, parse_secret_env
+from pipelines.pod_env import SETTINGS_KEYS, STATE_STEPS, PodEnv, add_pod_env, parse_secret_env
 
 
 def test_every_step_pod_gets_the_settings_and_the_secrets(tmp_path: Path) -> None:
@@ -41,6 +41,20 @@ def test_a_second_pass_adds_to_what_is_there_and_no_env_changes_nothing(tmp_path
     _, platform = yaml.safe_load_all(path.read_text())
     for config in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values():
         assert [s["secretName"] for s in config["secretAsEnv"]] == ["a", "b"]
+
+
+def test_the_deciding_steps_alone_mount_the_decision_state(tmp_path: Path) -> None:
+    env = PodEnv("driftpilot-pipeline-env", state_pvc="driftpilot-decisions", state_mount="/var/lib/decisions")
+    (path,) = [p for p in compile_pipelines(tmp_path) if p.name == "drift_response_pipeline.yaml"]
+    add_pod_env(path, env)
+    spec, platform = yaml.safe_load_all(path.read_text())
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    mounted = {name for name, config in executors.items() if "pvcMount" in config}
+    assert mounted == set(STATE_STEPS) and mounted <= set(spec["deploymentSpec"]["executors"])
+    for name in mounted:
+        (mount,) = executors[name]["pvcMount"]
+        assert mount["mountPath"] == "/var/lib/decisions" and "driftpilot-decisions" in yaml.safe_dump(mount)
+        assert executors[name]["configMapAsEnv"][0]["configMapName"] == "driftpilot-pipeline-env"
 
 
 @pytest.mark.parametrize("flag", ["nocolon", "name:", "name:key", "name:k=V,broken", ":k=V"])

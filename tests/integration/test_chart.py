@@ -458,3 +458,26 @@ def test_a_blackout_in_values_reaches_the_safety_policy(helm: Path, tmp_path: Pa
     config_map = named(objects, "ConfigMap", f"{RELEASE}-driftpilot-safety-policy")
     policy = SafetyPolicy.from_dict(yaml.safe_load(config_map["data"]["safety-policy.yaml"]))
     assert policy.max_retrains_per_day == 2 and policy.blackouts == (Blackout("22:00", "06:00", ("fri",), "freeze"),)
+
+
+def test_the_coordinator_and_the_deciding_steps_share_the_decision_state(helm: Path) -> None:
+    objects = render(helm)
+    claim = named(objects, "PersistentVolumeClaim", f"{RELEASE}-driftpilot-decisions")
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    coordinator = named(objects, "Deployment", f"{RELEASE}-driftpilot-coordinator")
+    pod = coordinator["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["driftpilot", "coordinate"] and "--kfp-host" in container["args"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["decisions"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "decisions")
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["DRIFTPILOT_STATE_DIR"] == mount
+    (job,) = [j for j in of_kind(objects, "Job") if j["metadata"]["name"].endswith("kfp-deploy")]
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    flags = dict(zip(args[::2], args[1::2], strict=True))
+    assert flags["--state-pvc"] == claim["metadata"]["name"] and flags["--state-mount"] == mount
+    params = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--param")
+    assert params["state_dir"] == mount
+    service = named(objects, "Service", f"{RELEASE}-driftpilot-coordinator")
+    assert service["spec"]["selector"] == coordinator["spec"]["selector"]["matchLabels"]

@@ -3,18 +3,23 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 
+from components.common.store import Store
 from components.deploy.local import read_serving, stop_serving
 from components.deploy.traffic import TrafficReplayer
 from components.ingest.mirror import GdeltMirror
+from components.monitor.core import InferenceLogMonitor
 from components.register.core import find_alias, lineage_of
 from components.serve import payloads
+from pipelines.cli import main
 from pipelines.drift_response import drift_response_pipeline
 from pipelines.local import init_local, run_pipeline
 from pipelines.settings import Settings
 from pipelines.training import training_pipeline
+from tests.unit.test_monitor import Clock, send_scores
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +52,7 @@ def test_training_then_drift_response_on_real_batches(
     feed: GdeltMirror,
     validated,
     task,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     arguments = {**settings.pipeline_arguments(), "source": feed.url, "ingest_workers": 0}
     run_pipeline(
@@ -123,16 +129,31 @@ def test_training_then_drift_response_on_real_batches(
     validated = sorted(p.stem for p in (Path(settings.lake) / "validated").glob("*.parquet"))
     assert validated == list(BATCHES)
 
-    # The newest batch is an old one served again: a data-quality incident, never drift.
-    third = run_pipeline(
-        drift_response_pipeline, {**arguments, "batch_id": "latest"}, log_path=settings.logs_dir / "r3.log"
-    )
-    assert third["batch_id"] == "20241022134500" and third["kind"] == "data_quality" and third["action"] == "none"
-    assert "staleness" in third["reason"] and "not drift" in third["reason"]
-    # Every decision is in the audit ledger, chained, and the incident log replays to the same actions.
+    # The served model's scores jump: the monitor's online detector writes an alarm to the lake,
+    # and the coordinator starts a run for that incident. Its newest batch is an old one served
+    # again: a data-quality incident, never drift.
+    monitor = InferenceLogMonitor(Store(settings.lake), clock=Clock())
+    rng = np.random.default_rng(0)
+    send_scores(monitor, rng.beta(2, 8, 600).tolist(), "before")
+    send_scores(monitor, rng.beta(8, 2, 600).tolist(), "after")
+    monitor.tick()
+    monkeypatch.setenv("DRIFTPILOT_HOME", str(settings.home))
+    assert main(["coordinate", "--once", "--source", feed.url, "--model", settings.model_name]) == 0
+    assert main(["coordinate", "--once", "--source", feed.url]) == 0  # the alarm is not run twice
     ledger = settings.decisions.ledger
+    (launched,) = [e for e in ledger.entries() if e.kind == "launched"]
+    third = launched.incident
+    assert third.startswith(f"{settings.model_name}-20241022")
+    story = {e.kind: e.data for e in ledger.story(third)}
+    assert story["investigated"]["kind"] == "data_quality" and story["decided"]["action"] == "none"
+    assert "staleness" in story["decided"]["reason"] and "not drift" in story["decided"]["reason"]
+    # Every decision is in the audit ledger, chained, under its incident.
     assert ledger.verify().ok
     decided = [e.data for e in ledger.entries() if e.kind == "decided"]
-    assert [d["incident"] for d in decided] == [first["incident"], second["incident"], third["incident"]]
+    assert [d["incident"] for d in decided] == [first["incident"], second["incident"], third]
+    gated = [e for e in ledger.entries() if e.kind == "gated"]
+    assert [e.incident for e in gated] == [second["incident"]] and gated[0].data["version"] == challenger.version
+    knowledge = settings.decisions.knowledge.outcomes
+    assert [(o.incident, o.action) for o in knowledge] == [(second["incident"], "retrain_tune")]
     assert (Path(settings.lake) / "quarantine" / "20241022134500" / "quality.json").exists()
     assert not list((Path(settings.lake) / "events" / "batch=20241022134500").glob("*.parquet"))

@@ -117,7 +117,14 @@ class RecordingClient:
     def create_recurring_run(self, *args: Any, **kwargs: Any) -> api.V2beta1RecurringRun:
         a = self._record(*args, **kwargs)
         run = api.V2beta1RecurringRun(
-            recurring_run_id=self._id("recurring"), display_name=a["job_name"], experiment_id=a["experiment_id"]
+            recurring_run_id=self._id("recurring"),
+            display_name=a["job_name"],
+            experiment_id=a["experiment_id"],
+            pipeline_version_reference=api.V2beta1PipelineVersionReference(
+                pipeline_id=a.get("pipeline_id"), pipeline_version_id=a.get("version_id")
+            ),
+            runtime_config=api.V2beta1RuntimeConfig(parameters=a.get("params")),
+            service_account=a.get("service_account"),
         )
         self.recurring[run.recurring_run_id] = run
         return run
@@ -126,6 +133,10 @@ class RecordingClient:
         a = self._record(*args, **kwargs)
         del self.recurring[a["recurring_run_id"]]
         return {}
+
+    def run_pipeline(self, *args: Any, **kwargs: Any) -> api.V2beta1Run:
+        a = self._record(*args, **kwargs)
+        return api.V2beta1Run(run_id=self._id("run"), display_name=a["job_name"], experiment_id=a["experiment_id"])
 
 
 @pytest.fixture(scope="module")

@@ -292,7 +292,7 @@ Secret, so no URL, argument or ConfigMap ever holds it. driftpilot.postgresql.ur
 {{- end }}
 {{- $_ := merge $defaults (dict "servingTarget" "kserve" "servingNamespace" (include "driftpilot.kserve.namespace" .) "servingImage" (include "driftpilot.servingImage" .) "servingLoggerUrl" $logger) }}
 {{- /* The recurring run decides under the same safety policy the ConfigMap ships. */}}
-{{- $_ := merge $defaults (dict "safetyPolicy" (include "driftpilot.safetyPolicy" .) "stateDir" "/tmp/driftpilot-decisions") }}
+{{- $_ := merge $defaults (dict "safetyPolicy" (include "driftpilot.safetyPolicy" .) "stateDir" .Values.decisions.mountPath) }}
 {{- $params := merge (deepCopy .Values.kfpDeploy.parameters) $defaults }}
 {{- range $name := keys $params | sortAlpha }}
 {{- $value := index $params $name }}
