@@ -291,6 +291,7 @@ def drift_response_pipeline(
         min_rows=min_rows,
         tune_trials=tune_trials,
         alert_webhooks=alert_webhooks,
+        run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
     )
     correlation = decide.outputs["incident"]
     serving = {

@@ -27,6 +27,7 @@ def decide_response(
     min_rows: int,
     tune_trials: int,
     alert_webhooks: str,
+    run: str,
     investigation: Output[Artifact],
     decision: Output[Artifact],
 ) -> NamedTuple(
@@ -63,6 +64,7 @@ def decide_response(
         min_rows: Fewer labelled rows are too few to act on.
         tune_trials: Trials of a tuning study (1: tuning is never proposed).
         alert_webhooks: Comma-separated ``slack=URL`` / ``generic=URL`` ('' for none).
+        run: The KFP run deciding (kept on the ledger's ``decided`` entry, beside the incident).
         investigation: The investigation (JSON): kind, causes, segments, impact.
         decision: The decision (JSON): proposal, ruling and reasons.
 
@@ -94,6 +96,7 @@ def decide_response(
         investigator=InvestigatorConfig(alpha=alpha, min_drop=min_drop, min_rows=min_rows),
         strategy=StrategyConfig(severe_drop=severe_drop, tune=tune_trials > 1),
         webhooks=alert_webhooks,
+        run=run,
         investigation_path=Path(investigation.path),
         decision_path=Path(decision.path),
     )
@@ -101,11 +104,10 @@ def decide_response(
     route = "retrain" if action in ("update", "retrain", "retrain_tune") else action
     route = route if route in ("retrain", "recalibrate") else "none"
     trials = tune_trials if action == "retrain_tune" else 1
-    tier = result.ruling.tier
+    tier, proposed = result.ruling.tier, result.proposal.action
+    held = tier != "execute" and proposed not in ("none", "monitor")  # the policy held a response back: say why
     reason = (
-        result.proposal.reason
-        if tier == "execute"
-        else f"{result.proposal.reason}; {tier}: " + "; ".join(result.ruling.reasons)
+        f"{result.proposal.reason}; {tier}: " + "; ".join(result.ruling.reasons) if held else result.proposal.reason
     )
     return (route, action, reason, result.investigation.kind, result.ruling.tier, result.signals.incident, trials)
 

@@ -191,6 +191,7 @@ def record(
     approvals: Any = None,
     alerter: Any = None,
     at: dt.datetime | None = None,
+    run: str = "",
 ) -> dict[str, Any]:
     """Write a decision down: ``investigated`` and ``decided`` ledger entries, an approval, alerts.
 
@@ -200,6 +201,7 @@ def record(
         approvals: ``components.decide.approvals.Approvals`` (None: escalations are only recorded).
         alerter: ``components.decide.alerts.Alerter`` (None: no alerts).
         at: The entries' time (default: now).
+        run: The pipeline run that decided ('' for none), kept on the ``decided`` entry.
 
     Returns:
         ``approval`` (its id, or None) and ``alerts`` (titles posted or held).
@@ -211,7 +213,9 @@ def record(
     ledger.append(
         incident=inv.incident,
         kind="decided",
-        data=json.loads(_canonical({**asdict(proposal), "tier": ruling.tier, "reasons": list(ruling.reasons)})),
+        data=json.loads(
+            _canonical({**asdict(proposal), "tier": ruling.tier, "reasons": list(ruling.reasons), "run": run})
+        ),
         at=at,
     )
     approval = approvals.request(ruling, at=at) if approvals is not None and ruling.tier == "escalate" else None
@@ -435,6 +439,7 @@ def decide_files(
     investigator: InvestigatorConfig = InvestigatorConfig(),
     strategy: StrategyConfig = StrategyConfig(),
     webhooks: str = "",
+    run: str = "",
     investigation_path: Path,
     decision_path: Path,
 ) -> Decision:
@@ -455,6 +460,7 @@ def decide_files(
         investigator: The investigator's thresholds.
         strategy: The strategist's settings.
         webhooks: Alert webhooks, comma-separated ``slack=URL`` or ``generic=URL`` ('' for none).
+        run: The pipeline run deciding (its name goes on the ledger's ``decided`` entry).
         investigation_path: Where the investigation is written (JSON).
         decision_path: Where the decision is written (JSON).
 
@@ -506,7 +512,7 @@ def decide_files(
         strategy=strategy,
     )
     hooks = [Webhook(url, kind) for kind, _, url in (h.partition("=") for h in webhooks.split(",") if h.strip())]
-    record(decision, ledger, approvals=state.approvals(), alerter=Alerter(hooks) if hooks else None)
+    record(decision, ledger, approvals=state.approvals(), alerter=Alerter(hooks) if hooks else None, run=run)
     write_json(json.loads(_canonical(decision.investigation.to_dict())), investigation_path)
     write_json(json.loads(_canonical(decision.to_dict())), decision_path)
     return decision

@@ -370,7 +370,7 @@ def _with_summary(inv: Investigation, s: Signals) -> Investigation:
             parts.append(
                 "drifted: " + ", ".join(f"{c.feature} ({c.effect:.2f}×{c.importance:.0%})" for c in inv.causes)
             )
-        if inv.segments:
+        if inv.segments and (inv.loss or inv.log_loss_rise > 0):
             parts.append("loss from " + ", ".join(f"{g['column']}={g['value']}" for g in inv.segments))
         label = {"prior": "prior shift", "concept": "concept drift", "covariate": "covariate drift"}.get(inv.kind)
         head = f"{label}{' with a loss' if inv.loss else ', no loss'}" if label else "no drift, no loss"

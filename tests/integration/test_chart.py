@@ -17,9 +17,12 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry, generate_latest
 
 from components.common.images import COMPONENTS_IMAGE, SERVING_IMAGE
 from components.common.store import Store
+from components.decide.core import DecisionState
+from components.decide.metrics import DecisionCollector
 from components.monitor.core import InferenceLogMonitor
 from pipelines.cli import compile_pipelines
 from pipelines.kfp_deploy import normalize_cron, pipeline_parameters, typed_params
@@ -341,9 +344,12 @@ def test_the_schema_knows_every_pipeline_parameter_by_its_camel_case_name(
 
 def test_dashboard_and_alerts_query_metrics_that_exist(helm: Path, tmp_path: Path) -> None:
     objects = render(helm, CHART / "examples" / "monitoring-on.yaml")
+    registry = CollectorRegistry()
+    registry.register(DecisionCollector(DecisionState(tmp_path / "audit")))
     exposed = {
         line.split()[2]
-        for line in InferenceLogMonitor(Store(str(tmp_path))).metrics().splitlines()
+        for text in (InferenceLogMonitor(Store(str(tmp_path))).metrics(), generate_latest(registry).decode())
+        for line in text.splitlines()
         if line.startswith("# TYPE")
     }
     kserve = {f"request_{step}_seconds" for step in ("preprocess", "predict", "postprocess")}
@@ -359,6 +365,7 @@ def test_dashboard_and_alerts_query_metrics_that_exist(helm: Path, tmp_path: Pat
     assert rule["apiVersion"] == "monitoring.coreos.com/v1" and rule["metadata"]["labels"]["release"]
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
     assert {"DriftpilotMonitorDown", "DriftpilotNoInferenceLogs", "DriftpilotInferenceLogsRejected"} <= set(alerts)
+    assert {"DriftpilotEscalationWaiting", "DriftpilotLedgerBroken"} <= set(alerts)
     alert_metrics = {m for r in alerts.values() for m in re.findall(r"\bdriftpilot_\w+", r["expr"])}
     assert alert_metrics and alert_metrics <= exposed
     assert "[1h]" in alerts["DriftpilotNoInferenceLogs"]["expr"]  # the example's noLogsWindow

@@ -151,6 +151,7 @@ def test_training_then_drift_response_on_real_batches(
     assert ledger.verify().ok
     decided = [e.data for e in ledger.entries() if e.kind == "decided"]
     assert [d["incident"] for d in decided] == [first["incident"], second["incident"], third]
+    assert all(d["run"].startswith("driftpilot-drift-response") for d in decided)  # the KFP run beside the incident
     gated = [e for e in ledger.entries() if e.kind == "gated"]
     assert [e.incident for e in gated] == [second["incident"]] and gated[0].data["version"] == challenger.version
     knowledge = settings.decisions.knowledge.outcomes
