@@ -165,6 +165,18 @@ def _parser() -> argparse.ArgumentParser:
     backtest.add_argument("--batch-hours", type=float, default=24.0, help="hours between batches without times")
     backtest.add_argument("--safety-policy", default="", help="safety policy YAML for driftpilot (default: built-in)")
     backtest.add_argument("--out", type=Path, required=True, help="folder for kpis.json and backtest.png")
+    scenarios = commands.add_parser("scenarios", help="drift and data-quality scenarios on synthetic data")
+    scenario_commands = scenarios.add_subparsers(dest="scenarios_command", required=True)
+    run = scenario_commands.add_parser("run", help="run every scenario through driftpilot; write an HTML report")
+    run.add_argument("--out", type=Path, required=True, help="folder for report.html and scenarios.json")
+    run.add_argument("--dataset", choices=["gdelt", "creditcard", "all"], default="all", help="base data (all)")
+    run.add_argument("--data", dest="data_dir", default=None, help="the shared data folder (DRIFTPILOT_DATA_DIR)")
+    run.add_argument("--batches", type=int, default=24, help="batches per scenario (24)")
+    run.add_argument("--change", type=int, default=12, help="the batch the scenarios change at (12)")
+    run.add_argument("--rows", type=int, default=1500, help="rows per batch (1500)")
+    run.add_argument("--rounds", type=int, default=100, help="LightGBM rounds per model (100)")
+    run.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and the injections")
+    run.add_argument("--only", action="append", default=[], help="run this scenario only (repeatable)")
     replay = commands.add_parser("replay", help="decide an incident log again; write the decisions as JSON Lines")
     replay.add_argument(
         "--incidents", type=Path, default=None, help="incident log (default: <home>/audit/incidents.jsonl)"
@@ -173,6 +185,33 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--knowledge", type=Path, default=None, help="knowledge base JSON Lines (default: none)")
     replay.add_argument("--out", type=Path, required=True, help="decisions file (JSON Lines)")
     return parser
+
+
+def _scenarios(args: argparse.Namespace) -> int:
+    from components.synth.report import write_report
+    from components.synth.scenarios import generator_quality, run_scenarios
+    from pipelines.settings import Settings
+
+    data_dir = Settings.from_env(data_dir=args.data_dir).data_dir
+    datasets = ["gdelt", "creditcard"] if args.dataset == "all" else [args.dataset]
+    runs = {}
+    for dataset in datasets:
+        print(f"{dataset}: fitting the generators and checking them against the real rows ...", flush=True)
+        quality = generator_quality(dataset, data_dir, seed=args.seed)
+        results = run_scenarios(
+            dataset, data_dir, batches=args.batches, change=args.change, rows=args.rows, rounds=args.rounds,
+            seed=args.seed, only=tuple(args.only),
+        )  # fmt: skip
+        for r in results:
+            delay = "—" if r.scenario.change is None else ("missed" if r.delay is None else f"{r.delay} batch(es)")
+            print(f"  {r.scenario.name:30} truth {r.scenario.kind:12} delay {delay:12} false alarms "
+                  f"{r.false_alarms}  first action {r.first_action:12} {'ok' if r.correct else 'WRONG'}")  # fmt: skip
+        runs[dataset] = (results, quality)
+    document = write_report(runs, args.out)
+    for dataset, part in document.items():
+        print(f"{dataset}: {part['summary']}")
+    print(f"report: {args.out / 'report.html'}")
+    return 0
 
 
 def _coordinate(args: argparse.Namespace) -> int:
@@ -472,6 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _replay(args)
         elif args.command == "coordinate":
             return _coordinate(args)
+        elif args.command == "scenarios":
+            return _scenarios(args)
     except DriftpilotError as exc:
         print(f"driftpilot: {exc}", file=sys.stderr)
         return 2

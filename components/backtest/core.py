@@ -55,6 +55,8 @@ __all__ = [
     "csv_stream",
     "gdelt_stream",
     "kpis",
+    "replay_driftpilot",
+    "replay_static",
     "run_backtest",
     "write_backtest",
 ]
@@ -69,12 +71,14 @@ class Batch:
         features: Model inputs (categories as ``category``, numbers as floats).
         labels: 0/1 labels.
         at: Its time (ISO 8601, UTC; '' when the history has none).
+        quality: The ingestion-anomaly agent's report on it (None: not checked).
     """
 
     name: str
     features: pd.DataFrame
     labels: np.ndarray
     at: str = ""
+    quality: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -360,7 +364,7 @@ def _drift_report(profile: Any, batch: Batch) -> dict[str, Any]:
     return compare(profile, summarize_window(frame, profile)).to_dict()
 
 
-def _replay_driftpilot(stream: Stream, config: BacktestConfig) -> PolicyRun:
+def replay_driftpilot(stream: Stream, config: BacktestConfig = BacktestConfig()) -> PolicyRun:
     """The decision layer on the stream: investigate, propose, rule, then act and learn.
 
     Actions: ``retrain`` (on the window that validates better), ``update`` (more trees on the
@@ -425,6 +429,7 @@ def _replay_driftpilot(stream: Stream, config: BacktestConfig) -> PolicyRun:
             frame=batch.features,
             drift=_drift_report(served.profile, batch),
             importance=served.importance(),
+            quality=batch.quality,
             previous_proba=previous.predict(batch.features) if previous is not None else None,
             segment_columns=segment_columns,
         )
@@ -464,6 +469,11 @@ def _replay_driftpilot(stream: Stream, config: BacktestConfig) -> PolicyRun:
     return run
 
 
+def replay_static(stream: Stream, config: BacktestConfig = BacktestConfig()) -> PolicyRun:
+    """The static model: trained on the first batch, never retrained."""
+    return _replay(stream, config, "static", lambda t, run, record: (False, ""), lambda *args: config.window)
+
+
 def run_backtest(stream: Stream, config: BacktestConfig = BacktestConfig()) -> list[PolicyRun]:
     """Replay the stream under every policy.
 
@@ -477,12 +487,9 @@ def run_backtest(stream: Stream, config: BacktestConfig = BacktestConfig()) -> l
     def every(k: int) -> Decide:
         return lambda t, run, record: (t % k == 0, f"every {k} batches")
 
-    runs = [
-        _replay(stream, config, "static", lambda t, run, record: (False, ""), fixed),
-        _replay(stream, config, "every_batch", every(1), fixed),
-    ]
+    runs = [replay_static(stream, config), _replay(stream, config, "every_batch", every(1), fixed)]
     runs.extend(_replay(stream, config, f"periodic_{k}", every(k), fixed) for k in config.periods)
-    runs.append(_replay_driftpilot(stream, config))
+    runs.append(replay_driftpilot(stream, config))
     return runs
 
 

@@ -71,6 +71,7 @@ class QualityConfig:
         volume_z: Robust z-score beyond which the row count is anomalous (an incident when the
             count collapses below ``-2 * volume_z``).
         null_rise: Rise of a column's empty share over its recent median that counts as a spike.
+        null_storm: Rise that makes the spike an incident (a column arriving mostly empty).
         schema_share: Share of rejected rows above which the batch is an incident.
         duplicate_share: Share of duplicate GLOBALEVENTIDs above which the batch is an incident.
         stale_share: Share of rows with another DATEADDED above which the batch is an incident.
@@ -81,6 +82,7 @@ class QualityConfig:
     min_history: int = 4
     volume_z: float = 3.5
     null_rise: float = 0.2
+    null_storm: float = 0.5
     schema_share: float = 0.05
     duplicate_share: float = 0.01
     stale_share: float = 0.5
@@ -193,10 +195,12 @@ def _nulls(null_share: dict[str, float], history: list[dict[str, float]], config
         past = [h[column] for h in history if column in h]
         if len(past) >= config.min_history:
             level = statistics.median(past)
-            if share - level > config.null_rise:
+            if share - level > config.null_storm:
+                broken.append(f"{column} {level:.0%}→{share:.0%}")
+            elif share - level > config.null_rise:
                 spikes.append(f"{column} {level:.0%}→{share:.0%}")
     if broken:
-        return Check("nulls", INCIDENT, f"required columns empty: {', '.join(broken)}", len(broken))
+        return Check("nulls", INCIDENT, f"columns empty: {', '.join(broken)}", len(broken))
     if spikes:
         return Check("nulls", WARN, f"empty-field spikes: {', '.join(spikes[:5])}", len(spikes))
     return Check("nulls", OK, "empty shares at their usual level", 0)

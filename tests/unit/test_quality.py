@@ -86,12 +86,24 @@ def test_repeated_ids_and_empty_required_fields_are_incidents(lake: tuple[Path, 
 
 def test_an_empty_field_spike_in_an_optional_column_is_a_warning(lake: tuple[Path, Store], gdelt_dir: Path) -> None:
     feed, store = lake
-    lines = [_with_field(line, 53, b"") for line in _lines(gdelt_dir, "20241022144500")]  # ActionGeo_CountryCode
+    lines = _lines(gdelt_dir, "20241022144500")
+    # ActionGeo_CountryCode emptied on every third row: a spike of about 33 points
+    lines = [_with_field(line, 53, b"") if i % 3 == 0 else line for i, line in enumerate(lines)]
     _add(feed, store, "20241022144500", lines)
     report = check_batch(store, "20241022144500", QualityConfig(min_history=3))
     checks = {c.name: c for c in report.checks}
     assert checks["nulls"].status == "warn" and "ActionGeo_CountryCode" in checks["nulls"].detail
     assert report.verdict == "warn"
+
+
+def test_a_column_arriving_mostly_empty_is_an_incident(lake: tuple[Path, Store], gdelt_dir: Path) -> None:
+    feed, store = lake
+    lines = [_with_field(line, 53, b"") for line in _lines(gdelt_dir, "20241022144500")]  # ActionGeo_CountryCode
+    _add(feed, store, "20241022144500", lines)
+    report = check_batch(store, "20241022144500", QualityConfig(min_history=3))
+    checks = {c.name: c for c in report.checks}
+    assert checks["nulls"].status == "incident" and "ActionGeo_CountryCode" in checks["nulls"].detail
+    assert report.verdict == "incident"
 
 
 def test_a_backfill_range_is_judged_once_and_its_incident_is_left_out(

@@ -1,0 +1,1 @@
+"""Synthetic data fitted to real tables, its quality checks, and drift scenarios built on it."""

@@ -1,0 +1,71 @@
+"""CTGAN (Xu et al., 2019), the optional generator: the ``ctgan`` package on a CPU build of torch.
+
+Not installed by default: torch is large, and only its CPU build belongs here (never the CUDA
+one, which is what PyPI's Linux wheel is). Install both from the CPU wheel index:
+``pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu`` then
+``pip install ctgan==0.12.1``.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from components.common.errors import ConfigError
+
+__all__ = ["CtganGenerator"]
+
+
+class CtganGenerator:
+    """CTGAN over numeric and categorical columns, with ``GaussianCopula``'s ``fit``/``sample`` shape.
+
+    Args:
+        numeric: Numeric columns.
+        categorical: Categorical columns.
+        epochs: Training epochs.
+        seed: Seed of torch's and numpy's generators.
+    """
+
+    def __init__(self, numeric: Sequence[str], categorical: Sequence[str], *, epochs: int = 100, seed: int = 0):
+        self.numeric, self.categorical, self.epochs, self.seed = list(numeric), list(categorical), epochs, seed
+        self._model: Any = None
+
+    @staticmethod
+    def _import() -> Any:
+        try:
+            import ctgan
+            import torch
+        except ImportError as exc:
+            raise ConfigError(
+                "CTGAN needs a CPU build of torch and the ctgan package: pip install torch==2.13.0 "
+                f"--index-url https://download.pytorch.org/whl/cpu && pip install ctgan==0.12.1 ({exc})"
+            ) from exc
+        if torch.version.cuda is not None:
+            raise ConfigError(f"torch {torch.__version__} is a CUDA build: install the CPU build for CTGAN")
+        return ctgan, torch
+
+    def fit(self, frame: pd.DataFrame) -> "CtganGenerator":
+        """Train on the rows (categories as strings, missing numbers as NaN)."""
+        ctgan, torch = self._import()
+        torch.manual_seed(self.seed)
+        data = frame[[*self.numeric, *self.categorical]].copy()
+        for column in self.categorical:
+            data[column] = data[column].astype("object").where(data[column].notna(), "<missing>").astype(str)
+        self._model = ctgan.CTGAN(epochs=self.epochs, cuda=False)
+        self._model.set_random_state(self.seed)
+        self._model.fit(data, discrete_columns=self.categorical)
+        return self
+
+    def sample(self, rows: int, *, seed: int = 0) -> pd.DataFrame:
+        """Draw synthetic rows.
+
+        Raises:
+            ConfigError: When the model was not fitted.
+        """
+        if self._model is None:
+            raise ConfigError("fit CTGAN before sampling")
+        self._model.set_random_state(seed)
+        out: pd.DataFrame = self._model.sample(rows)
+        for column in self.categorical:
+            out[column] = out[column].where(out[column] != "<missing>", None)
+        return out

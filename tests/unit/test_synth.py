@@ -1,0 +1,131 @@
+"""Synthetic data fitted to the real GDELT and card rows, its quality checks, and the scenario library."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from components.common.errors import ConfigError
+from components.synth.copula import GaussianCopula
+from components.synth.ctgan import CtganGenerator
+from components.synth.quality import synthetic_quality
+from components.synth.scenarios import dataset_spec, library, real_rows, run_scenarios
+from pipelines.cli import main
+
+
+@pytest.fixture(scope="module")
+def gdelt(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """The task's features and AvgTone of eight real exports (one day's consecutive batches)."""
+    folder = tmp_path_factory.mktemp("data")
+    (folder / "gdelt").mkdir()
+    for path in sorted((data_dir / "gdelt").glob("20241022*.export.CSV")):
+        (folder / "gdelt" / path.name).symlink_to(path)
+    return real_rows("gdelt", folder)
+
+
+def _features(frame: pd.DataFrame, categorical: list[str], numeric: list[str]) -> pd.DataFrame:
+    out = frame[[*categorical, *numeric]].copy()
+    for column in categorical:
+        out[column] = out[column].astype("object").astype("string").astype("category")
+    return out
+
+
+def test_the_copula_keeps_margins_and_the_rules_the_real_rows_keep(gdelt: pd.DataFrame) -> None:
+    spec = dataset_spec("gdelt")
+    gdelt = gdelt.sample(n=8000, random_state=0).reset_index(drop=True)
+    copula = GaussianCopula([*spec.numeric, "AvgTone"], spec.categorical, order_by="AvgTone").fit(gdelt)
+    synthetic = copula.sample(len(gdelt), seed=1)
+    assert list(synthetic.columns) == copula.columns and len(synthetic) == len(gdelt)
+    # CAMEO's hierarchy: the root code is the event code's prefix, and GoldsteinScale is the code's.
+    codes = synthetic.dropna(subset=["EventCode", "EventRootCode"])
+    assert (codes.apply(lambda r: str(r.EventCode).startswith(str(r.EventRootCode)), axis=1)).all()
+    real_goldstein = gdelt.groupby(gdelt["EventCode"].astype("string"))["GoldsteinScale"].first()
+    looked_up = real_goldstein.reindex(codes["EventCode"].astype("string")).to_numpy()
+    assert np.allclose(looked_up, codes["GoldsteinScale"].to_numpy(), equal_nan=True)
+    shuffled = gdelt[copula.columns].apply(lambda c: c.sample(frac=1, random_state=hash(c.name) % 1000).to_numpy())
+    ours = synthetic_quality(gdelt, synthetic, numeric=[*spec.numeric, "AvgTone"], categorical=spec.categorical)
+    independent = synthetic_quality(gdelt, shuffled, numeric=[*spec.numeric, "AvgTone"], categorical=spec.categorical)
+    report = ours.to_dict()
+    assert report["mean_ks"] < 0.02 and report["mean_tvd"] < 0.03  # every margin kept
+    # The dependence between columns is what a copula adds over sampling each column alone.
+    assert ours.association_error < independent.association_error / 2
+    assert ours.detection_auc < independent.detection_auc
+
+
+def test_label_ordered_categories_keep_what_a_model_learns(gdelt: pd.DataFrame) -> None:
+    spec = dataset_spec("gdelt")
+    test = gdelt.sample(frac=0.3, random_state=0)
+    train = gdelt.drop(test.index)
+    labels = (test["AvgTone"] < -5).to_numpy(dtype=int)
+
+    def trained_on(frame: pd.DataFrame) -> float:
+        x = _features(frame, spec.categorical, spec.numeric)
+        params = {"objective": "binary", "verbose": -1, "num_threads": 1, "seed": 0}
+        booster = lgb.train(params, lgb.Dataset(x, (frame["AvgTone"] < -5).astype(int)), num_boost_round=100)
+        x_test = _features(test, spec.categorical, spec.numeric)
+        for column in spec.categorical:
+            x_test[column] = pd.Categorical(x_test[column], categories=x[column].cat.categories)
+        return float(roc_auc_score(labels, booster.predict(x_test)))
+
+    aucs = {}
+    for order in ("", "AvgTone"):
+        copula = GaussianCopula([*spec.numeric, "AvgTone"], spec.categorical, order_by=order).fit(train)
+        aucs[order] = trained_on(copula.sample(len(train), seed=2))
+    assert aucs["AvgTone"] > aucs[""] + 0.1 and aucs["AvgTone"] > 0.7  # train on synthetic, test on real
+
+
+def test_ctgan_runs_on_a_cpu_torch_or_says_how_to_get_one(gdelt: pd.DataFrame) -> None:
+    generator = CtganGenerator(["NumMentions", "AvgTone"], ["QuadClass"], epochs=2)
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("ctgan") is None:
+        with pytest.raises(ConfigError, match="CPU build of torch"):
+            generator.fit(gdelt.head(500))
+    else:
+        sample = generator.fit(gdelt.head(500)).sample(50)
+        assert list(sample.columns) == ["NumMentions", "AvgTone", "QuadClass"] and len(sample) == 50
+    with pytest.raises(ConfigError, match="fit"):
+        CtganGenerator(["AvgTone"], []).sample(5)
+
+
+def test_every_scenario_has_ground_truth_and_a_call() -> None:
+    for dataset in ("gdelt", "creditcard"):
+        scenarios = library(dataset, batches=20, change=10)
+        assert len({s.name for s in scenarios}) == len(scenarios) >= 7
+        for scenario in scenarios:
+            assert scenario.kind in {"none", "covariate", "prior", "concept", "data_quality"}
+            assert (scenario.change is None) == (scenario.kind == "none")
+            assert scenario.kind == "none" or scenario.drift is not None or scenario.fault
+    with pytest.raises(ConfigError, match="before and after"):
+        library("gdelt", batches=10, change=8)
+
+
+def test_scenarios_are_compared_with_what_driftpilot_detected_and_did(data_dir: Path) -> None:
+    results = run_scenarios(
+        "creditcard", data_dir, batches=12, change=6, rows=600, rounds=30,
+        only=("null", "incremental_prior", "schema_break"),
+    )  # fmt: skip
+    by_name = {r.scenario.name: r for r in results}
+    assert by_name["null"].false_alarms == 0 and by_name["null"].first_action == "none"
+    schema = by_name["schema_break"]
+    assert schema.delay == 0 and schema.kinds[5] == "data_quality" and schema.first_action == "none"
+    prior = by_name["incremental_prior"]
+    assert prior.delay is not None and prior.first_action == "recalibrate" and prior.retrains == 0
+    assert all(r.correct for r in results)
+
+
+def test_the_cli_writes_the_robustness_report(data_dir: Path, tmp_path: Path) -> None:
+    argv = ["scenarios", "run", "--out", str(tmp_path), "--dataset", "creditcard", "--data", str(data_dir),
+            "--batches", "10", "--change", "5", "--rows", "500", "--rounds", "20"]  # fmt: skip
+    argv += ["--only", "sudden_covariate_V14"]
+    assert main(argv) == 0
+    document = json.loads((tmp_path / "scenarios.json").read_text())
+    (scenario,) = document["creditcard"]["scenarios"]
+    assert scenario["name"] == "sudden_covariate_V14" and scenario["change"] == 5
+    quality = document["creditcard"]["synthetic_quality"]
+    assert 0.5 <= quality["gaussian_copula"]["detection_auc"] <= 1 and set(quality) == {"gaussian_copula", "ctgan"}
+    page = (tmp_path / "report.html").read_text()
+    assert "sudden_covariate_V14" in page and page.count("data:image/png;base64,") == 1
