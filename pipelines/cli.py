@@ -177,6 +177,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--rounds", type=int, default=100, help="LightGBM rounds per model (100)")
     run.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and the injections")
     run.add_argument("--only", action="append", default=[], help="run this scenario only (repeatable)")
+    feed = commands.add_parser("synth-feed", help="write a synthetic GDELT feed: days of 15-minute export files")
+    feed.add_argument("--out", type=Path, required=True, help="folder for the YYYYMMDDHHMMSS.export.CSV files")
+    feed.add_argument("--days", type=float, default=1.0, help="days of batches, 96 a day (default 1)")
+    feed.add_argument("--rows", type=int, default=1500, help="rows per batch (default 1500)")
+    feed.add_argument("--start", default="2030-01-01T00:00:00+00:00", help="the first batch's time (ISO 8601, UTC)")
+    feed.add_argument("--data", dest="data_dir", default=None, help="the shared data folder (DRIFTPILOT_DATA_DIR)")
+    feed.add_argument("--seed", type=int, default=0, help="seed of the draws")
     replay = commands.add_parser("replay", help="decide an incident log again; write the decisions as JSON Lines")
     replay.add_argument(
         "--incidents", type=Path, default=None, help="incident log (default: <home>/audit/incidents.jsonl)"
@@ -185,6 +192,26 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--knowledge", type=Path, default=None, help="knowledge base JSON Lines (default: none)")
     replay.add_argument("--out", type=Path, required=True, help="decisions file (JSON Lines)")
     return parser
+
+
+def _synth_feed(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from components.synth.feed import SyntheticFeed
+    from pipelines.settings import Settings
+
+    try:
+        start = dt.datetime.fromisoformat(args.start)
+    except ValueError as exc:
+        raise ConfigError(f"--start {args.start!r} is not an ISO 8601 time") from exc
+    start = start if start.tzinfo else start.replace(tzinfo=dt.UTC)
+    data_dir = Settings.from_env(data_dir=args.data_dir).data_dir
+    feed = SyntheticFeed(sorted((data_dir / "gdelt").glob("*.export.CSV")), seed=args.seed)
+    written = feed.write(args.out, start=start, batches=max(1, round(args.days * 96)), rows=args.rows, seed=args.seed)
+    size = f"{written.bytes / 1e6:.1f} MB in {written.seconds:.1f} s"
+    print(f"{len(written.files)} batches, {written.rows} rows, {size}: {written.files[0].name} .. "
+          f"{written.files[-1].name} in {args.out}")  # fmt: skip
+    return 0
 
 
 def _scenarios(args: argparse.Namespace) -> int:
@@ -513,6 +540,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _coordinate(args)
         elif args.command == "scenarios":
             return _scenarios(args)
+        elif args.command == "synth-feed":
+            return _synth_feed(args)
     except DriftpilotError as exc:
         print(f"driftpilot: {exc}", file=sys.stderr)
         return 2

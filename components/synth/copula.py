@@ -169,7 +169,10 @@ class GaussianCopula:
             out[column] = picked
         for column, (parent, mapping) in self._derived.items():
             looked_up = pd.Series(out[parent]).map(mapping)
-            out[column] = looked_up.astype("float64").to_numpy() if column in self.numeric else looked_up.to_numpy()
+            if column in self.numeric:
+                out[column] = pd.to_numeric(looked_up.where(looked_up != _MISSING), errors="coerce").to_numpy()
+            else:
+                out[column] = looked_up.to_numpy()
         for column in self.categorical:
             picked = np.asarray(out[column], dtype="object")
             out[column] = pd.Series(picked).where(picked != _MISSING, None).to_numpy()

@@ -11,7 +11,10 @@ GLOBALEVENTIDs and the batch's DATEADDED. Then, in the same run and on the same 
 
 MB/s are uncompressed input megabytes (1e6 bytes) per wall-clock second.
 
-Usage: python tests/bench/bench_ingest.py [--gb 1.0] [--file-mb 8] [--out DIR] [--keep]
+``--days N`` times a synthetic feed from ``components.synth.feed`` instead: N days of 15-minute
+batches whose rows a Gaussian copula fitted to the real exports draws (every field new).
+
+Usage: python tests/bench/bench_ingest.py [--gb 1.0 | --days N [--rows 1500]] [--file-mb 8] [--out DIR] [--keep]
 """
 
 import argparse
@@ -113,13 +116,24 @@ def main() -> None:
     parser.add_argument(
         "--data", type=Path, default=Path(os.environ.get("DRIFTPILOT_DATA_DIR", REPO.parent / "shared" / "data"))
     )
+    parser.add_argument("--days", type=float, default=0.0, help="a synthetic feed of this many days instead")
+    parser.add_argument("--rows", type=int, default=1500, help="rows per synthetic batch (default 1500)")
     parser.add_argument("--out", type=Path, default=REPO / "tests" / "bench" / "out")
     parser.add_argument("--keep", action="store_true", help="keep the feed and lakes")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="driftpilot-bench-"))
     try:
         started = time.perf_counter()
-        paths = build_feed(args.data, work / "feed", int(args.gb * 1e9), int(args.file_mb * 1e6))
+        if args.days:
+            from datetime import UTC, datetime
+
+            from components.synth.feed import SyntheticFeed
+
+            feed = SyntheticFeed(sorted((args.data / "gdelt").glob("[0-9]" * 14 + ".export.CSV")))
+            start = datetime(2030, 1, 1, tzinfo=UTC)
+            paths = feed.write(work / "feed", start=start, batches=round(args.days * 96), rows=args.rows).files
+        else:
+            paths = build_feed(args.data, work / "feed", int(args.gb * 1e9), int(args.file_mb * 1e6))
         megabytes = sum(p.stat().st_size for p in paths) / 1e6
         print(
             f"feed: {len(paths)} files, {megabytes:.0f} MB, built in {time.perf_counter() - started:.0f} s", flush=True
