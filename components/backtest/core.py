@@ -34,16 +34,11 @@ import numpy as np
 import pandas as pd
 
 from components.common.errors import ConfigError
-from components.decide.core import (
-    Decision,
-    metric_standard_error,
-    relative_log_loss,
-    respond,
-    signals_from_scores,
-)
+from components.decide.core import Decision, respond
 from components.decide.investigate import InvestigatorConfig
 from components.decide.knowledge import KnowledgeBase, Outcome
 from components.decide.safety import Executed, SafetyPolicy
+from components.decide.signals import metric_standard_error, relative_log_loss, signals_from_scores
 from components.decide.strategy import StrategyConfig
 from components.train.model import prior_corrected, recalibration_odds
 

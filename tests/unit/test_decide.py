@@ -12,10 +12,11 @@ import pytest
 
 from components.common.audit import AuditLedger
 from components.common.storage import read_table, write_json
-from components.decide.core import DecisionState, decide_files, replay, respond, signals_from_scores
+from components.decide.core import DecisionState, decide_files, replay, respond
 from components.decide.investigate import FeatureSignal, Signals, investigate, segment_signals
 from components.decide.knowledge import KnowledgeBase, Outcome
 from components.decide.safety import Blackout, Executed, SafetyPolicy
+from components.decide.signals import signals_from_scores
 from components.drift.core import detect_drift_files
 from components.evaluate.core import score_predictions
 from components.ingest._lake import ManifestEntry, Status
