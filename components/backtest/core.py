@@ -411,7 +411,8 @@ def replay_driftpilot(stream: Stream, config: BacktestConfig = BacktestConfig())
         expected = {"value": math.nan, "se": 0.0, "relative_log_loss": math.nan}
         if earlier:
             values = [r[0] for r in earlier]
-            expected = {"value": float(np.mean(values)), "se": math.sqrt(float(np.var(values)) / len(values)),
+            spread = float(np.var(values, ddof=1)) if len(values) > 1 else 0.0  # the sample variance
+            expected = {"value": float(np.mean(values)), "se": math.sqrt(spread / len(values)),
                         "relative_log_loss": float(np.mean([r[2] for r in earlier]))}  # fmt: skip
         at = batch.at or (origin + dt.timedelta(hours=config.batch_hours * t)).isoformat()
         signals = signals_from_scores(
