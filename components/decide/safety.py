@@ -247,9 +247,9 @@ def rule(proposal: Proposal, history: tuple[Executed, ...], policy: SafetyPolicy
                 f"tuning would bring the last 24 h to {tuned + proposal.tuning_cpu_seconds:.0f} CPU-s "
                 f"(budget {policy.max_tuning_cpu_seconds_per_day:.0f})"
             )
-        last = max((e.at for e in history if e.at <= now and e.action != "recalibrate"), default=None)
-        cools = action != "recalibrate" and last is not None
-        if cools and last is not None and now - last < dt.timedelta(minutes=policy.cooldown_minutes):
+        changes = [e.at for e in history if e.at <= now and e.action != "recalibrate"]
+        last = max(changes, default=None) if action != "recalibrate" else None
+        if last is not None and now - last < dt.timedelta(minutes=policy.cooldown_minutes):
             until = last + dt.timedelta(minutes=policy.cooldown_minutes)
             waits.append(f"cooling down until {until.isoformat(timespec='minutes')} after the last response")
     running = sum(e.running for e in history)

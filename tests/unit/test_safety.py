@@ -55,6 +55,13 @@ def test_cooldown_and_concurrency_wait_but_a_rollback_does_not_cool_down() -> No
     assert rule(_retrain(), busy, POLICY, NOW).tier == "monitor"
 
 
+def test_a_recalibration_neither_waits_for_the_cooldown_nor_starts_one() -> None:
+    recent = (Executed(NOW - dt.timedelta(minutes=20), "retrain"),)
+    assert rule(Proposal("inc-2", "recalibrate", 0.95), recent, POLICY, NOW).tier == "execute"
+    recalibrated = (Executed(NOW - dt.timedelta(minutes=5), "recalibrate"),)
+    assert rule(_retrain(), recalibrated, POLICY, NOW).tier == "execute"
+
+
 def test_blackouts_escalate_all_but_rollbacks_across_midnight_and_on_their_days() -> None:
     freeze = SafetyPolicy(blackouts=(Blackout("22:00", "06:00", ("fri",), "weekend freeze"),))
     friday_night = dt.datetime(2026, 11, 20, 23, 0, tzinfo=dt.UTC)
