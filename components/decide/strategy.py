@@ -17,8 +17,9 @@ One proposal per incident, from the investigation's kind and loss:
   helped): ``escalate``.
 
 Confidence = the evidence's strength (the normal probability of its z score) × the knowledge
-base's success rate of the action on similar incidents. Benefit is in the metric's units
-(the loss won back); cost in CPU-seconds.
+base's success rate of the action on similar incidents. Benefit is the loss won back, in the
+metric's units (in log loss relative to the prior's entropy for a recalibration); cost is in
+CPU-seconds.
 """
 
 import math
