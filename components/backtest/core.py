@@ -38,7 +38,7 @@ from components.decide.core import Decision, respond
 from components.decide.investigate import InvestigatorConfig
 from components.decide.knowledge import KnowledgeBase, Outcome
 from components.decide.safety import Executed, SafetyPolicy
-from components.decide.signals import metric_standard_error, relative_log_loss, signals_from_scores
+from components.decide.signals import relative_log_loss, signals_from_scores
 from components.decide.strategy import StrategyConfig
 from components.train.model import prior_corrected, recalibration_odds
 
@@ -216,11 +216,6 @@ def _score(metric: str, labels: np.ndarray, proba: np.ndarray) -> float:
     return float(roc_auc_score(labels, proba)) if 0 < labels.sum() < len(labels) else math.nan
 
 
-def _standard_error(metric: str, labels: np.ndarray, value: float) -> float:
-    positives = int(labels.sum())
-    return metric_standard_error(metric, value, positives, len(labels) - positives)
-
-
 @dataclass
 class PolicyRun:
     """One policy's replay.
@@ -274,30 +269,21 @@ class _Trainer:
         return booster
 
 
-Decide = Callable[[int, PolicyRun, list[tuple[float, float]]], tuple[bool, str]]
-
-
-def _replay(stream: Stream, config: BacktestConfig, name: str, decide: Decide, window: Callable[..., int]) -> PolicyRun:
+def _replay(stream: Stream, config: BacktestConfig, name: str, period: int) -> PolicyRun:
+    """A baseline: retrain after every ``period``-th batch on the last ``window`` rows (0: never)."""
     trainer = _Trainer(stream, config)
     run = PolicyRun(name)
     model = trainer.fit(*trainer.rows(0, config.window), run)
-    record: list[tuple[float, float]] = []  # the current model's (metric, standard error) per batch
     for t in range(1, len(stream.batches)):
         batch = stream.batches[t]
         proba = np.asarray(model.predict(batch.features), dtype="float64")
-        value = _score(stream.metric, batch.labels, proba)
-        run.batch_metrics.append(value)
+        run.batch_metrics.append(_score(stream.metric, batch.labels, proba))
         run.labels.append(batch.labels)
         run.scores.append(proba)
-        record.append((value, _standard_error(stream.metric, batch.labels, value)))
-        if t == len(stream.batches) - 1:
-            break
-        retrain, reason = decide(t, run, record)
-        if retrain:
-            model = trainer.fit(*trainer.rows(t, window(t, trainer, run)), run)
+        if period and t % period == 0 and t < len(stream.batches) - 1:
+            model = trainer.fit(*trainer.rows(t, config.window), run)
             run.retrain_after.append(t)
-            run.reasons.append(f"after {batch.name}: {reason}")
-            record = []
+            run.reasons.append(f"after {batch.name}: every {period} batches")
     return run
 
 
@@ -404,10 +390,9 @@ def replay_driftpilot(stream: Stream, config: BacktestConfig = BacktestConfig())
                 knowledge.add(Outcome(done.signals.incident, done.signals.at, done.investigation.kind, causes,
                                       done.proposal.action, round(benefit, 6)))  # fmt: skip
             pending = None
-        earlier = [r for r in record if not math.isnan(r[0])]
-        record.append((value, _standard_error(stream.metric, batch.labels, value), _log_loss(batch.labels, proba)))
         if t == len(stream.batches) - 1:
             break
+        earlier = [r for r in record if not math.isnan(r[0])]
         expected = {"value": math.nan, "se": 0.0, "relative_log_loss": math.nan}
         if earlier:
             values = [r[0] for r in earlier]
@@ -429,6 +414,7 @@ def replay_driftpilot(stream: Stream, config: BacktestConfig = BacktestConfig())
             previous_proba=previous.predict(batch.features) if previous is not None else None,
             segment_columns=segment_columns,
         )
+        record.append((signals.current, signals.current_se, signals.current_log_loss))
         decision = respond(
             signals, policy=config.safety, history=history, knowledge=knowledge, investigator=investigator,
             strategy=strategy,
@@ -467,7 +453,7 @@ def replay_driftpilot(stream: Stream, config: BacktestConfig = BacktestConfig())
 
 def replay_static(stream: Stream, config: BacktestConfig = BacktestConfig()) -> PolicyRun:
     """The static model: trained on the first batch, never retrained."""
-    return _replay(stream, config, "static", lambda t, run, record: (False, ""), lambda *args: config.window)
+    return _replay(stream, config, "static", 0)
 
 
 def run_backtest(stream: Stream, config: BacktestConfig = BacktestConfig()) -> list[PolicyRun]:
@@ -476,15 +462,8 @@ def run_backtest(stream: Stream, config: BacktestConfig = BacktestConfig()) -> l
     Returns:
         One run per policy: static, every_batch, periodic_<k> (each k), driftpilot.
     """
-
-    def fixed(t: int, trainer: _Trainer, run: PolicyRun) -> int:
-        return config.window
-
-    def every(k: int) -> Decide:
-        return lambda t, run, record: (t % k == 0, f"every {k} batches")
-
-    runs = [replay_static(stream, config), _replay(stream, config, "every_batch", every(1), fixed)]
-    runs.extend(_replay(stream, config, f"periodic_{k}", every(k), fixed) for k in config.periods)
+    runs = [replay_static(stream, config), _replay(stream, config, "every_batch", 1)]
+    runs.extend(_replay(stream, config, f"periodic_{k}", k) for k in config.periods)
     runs.append(replay_driftpilot(stream, config))
     return runs
 

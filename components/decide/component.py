@@ -78,7 +78,7 @@ def decide_response(
     """
     from pathlib import Path
 
-    from components.decide.core import decide_files
+    from components.decide.core import DecisionState, decide_files
     from components.decide.investigate import InvestigatorConfig
     from components.decide.strategy import StrategyConfig
 
@@ -88,7 +88,7 @@ def decide_response(
         drift_path=Path(drift_report.path),
         baseline_path=Path(baseline_scores.path),
         quality_path=Path(quality_report.path),
-        state_dir=Path(state_dir) if state_dir else Path(serving_dir).parent / "audit",
+        state=DecisionState.of_pipeline(state_dir, serving_dir),
         model_name=model_name,
         batch_id=batch_id,
         incident=incident,
@@ -130,10 +130,10 @@ def record_outcome(
     """
     from pathlib import Path
 
-    from components.decide.core import record_outcome_files
+    from components.decide.core import DecisionState, record_outcome_files
 
     outcome = record_outcome_files(
-        state_dir=Path(state_dir) if state_dir else Path(serving_dir).parent / "audit",
+        state=DecisionState.of_pipeline(state_dir, serving_dir),
         decision_path=Path(decision.path),
         gate_path=Path(gate_result.path),
         version=version,

@@ -238,19 +238,13 @@ def load_safety_policy(text: str) -> SafetyPolicy:
     Raises:
         ConfigError: When it is not a valid policy.
     """
-    import yaml
-
-    from components.common.errors import ConfigError
     from components.decide.safety import DEFAULT_POLICY_FILE
 
     if not text.strip():
         return SafetyPolicy.from_yaml(DEFAULT_POLICY_FILE)
     if "\n" not in text and Path(text).is_file():
         return SafetyPolicy.from_yaml(Path(text))
-    data = yaml.safe_load(text)
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"the safety policy must be a YAML mapping or a file path, got {text[:80]!r}")
-    return SafetyPolicy.from_dict(data)
+    return SafetyPolicy.from_text(text, source=f"YAML text {text[:80]!r} (or give a file path)")
 
 
 @dataclass(frozen=True)
@@ -262,6 +256,11 @@ class DecisionState:
     """
 
     folder: Path
+
+    @classmethod
+    def of_pipeline(cls, state_dir: str, serving_dir: str) -> "DecisionState":
+        """A pipeline's state: ``state_dir``, or ``audit`` beside ``serving_dir`` (the CLI home's layout)."""
+        return cls(Path(state_dir) if state_dir else Path(serving_dir).parent / "audit")
 
     @property
     def ledger(self) -> AuditLedger:
@@ -297,7 +296,7 @@ def decide_files(
     drift_path: Path,
     baseline_path: Path,
     quality_path: Path | None,
-    state_dir: Path,
+    state: DecisionState,
     model_name: str,
     batch_id: str,
     incident: str = "",
@@ -317,7 +316,7 @@ def decide_files(
         drift_path: The drift stage's report.
         baseline_path: The champion's validation metrics (its record).
         quality_path: The ingestion-anomaly agent's report (None: not checked).
-        state_dir: The installation's decision folder (``DecisionState``).
+        state: The installation's decision state.
         model_name: The registered model's name (with the batch, the incident's id).
         batch_id: The batch (``YYYYMMDDHHMMSS``): the decision's time.
         incident: The incident's id when the run was started for one (the coordinator's); ''
@@ -364,7 +363,6 @@ def decide_files(
         quality=read_json(quality_path) if quality_path is not None else None,
         segment_columns=model.task.categorical,
     )
-    state = DecisionState(state_dir)
     state.incidents.parent.mkdir(parents=True, exist_ok=True)
     with state.incidents.open("a", encoding="utf-8") as log:
         log.write(_canonical(signals.to_dict()) + "\n")
@@ -384,7 +382,7 @@ def decide_files(
     return decision
 
 
-def record_outcome_files(*, state_dir: Path, decision_path: Path, gate_path: Path, version: str) -> Outcome:
+def record_outcome_files(*, state: DecisionState, decision_path: Path, gate_path: Path, version: str) -> Outcome:
     """Learn from a gated candidate: its measured benefit goes to the knowledge base and the ledger.
 
     The benefit is measured on the gate's holdout (rows neither model was fitted on): the AUC
@@ -392,7 +390,7 @@ def record_outcome_files(*, state_dir: Path, decision_path: Path, gate_path: Pat
     is the champion's).
 
     Args:
-        state_dir: The installation's decision folder.
+        state: The installation's decision state.
         decision_path: The decide stage's decision (JSON).
         gate_path: The gate's result (JSON).
         version: The candidate's registered version.
@@ -419,7 +417,6 @@ def record_outcome_files(*, state_dir: Path, decision_path: Path, gate_path: Pat
         action=action,
         benefit=round(benefit, 6),
     )
-    state = DecisionState(state_dir)
     if not math.isnan(benefit):
         state.knowledge.add(outcome)
     state.ledger.append(

@@ -33,7 +33,7 @@ Pure and deterministic: the same signals give the same investigation.
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -375,7 +375,7 @@ def _with_summary(inv: Investigation, s: Signals) -> Investigation:
         label = {"prior": "prior shift", "concept": "concept drift", "covariate": "covariate drift"}.get(inv.kind)
         head = f"{label}{' with a loss' if inv.loss else ', no loss'}" if label else "no drift, no loss"
         text = f"{head}: " + "; ".join(parts) if parts else head
-    return Investigation(**{**asdict(inv), "causes": inv.causes, "segments": inv.segments, "summary": text})
+    return replace(inv, summary=text)
 
 
 def segment_signals(

@@ -143,11 +143,28 @@ class SafetyPolicy:
             ConfigError: When the file is missing, not YAML, or not a policy.
         """
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
             raise ConfigError(f"cannot read the safety policy {path}: {exc}") from exc
+        return cls.from_text(text, source=str(path))
+
+    @classmethod
+    def from_text(cls, text: str, *, source: str = "the safety policy") -> "SafetyPolicy":
+        """Read a policy from YAML text.
+
+        Args:
+            text: The YAML.
+            source: Where it came from, for error messages.
+
+        Raises:
+            ConfigError: When it is not YAML, or not a policy.
+        """
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"cannot read the safety policy {source}: {exc}") from exc
         if not isinstance(data, Mapping):
-            raise ConfigError(f"{path} must hold a mapping of policy keys")
+            raise ConfigError(f"{source} must hold a mapping of policy keys")
         return cls.from_dict(data)
 
 

@@ -220,7 +220,7 @@ def _decide(champion: Path, batch: pd.DataFrame, folder: Path, quality: dict[str
         drift_path=folder / "drift.json",
         baseline_path=champion / "metrics.json",
         quality_path=folder / "quality.json",
-        state_dir=folder / "audit",
+        state=DecisionState(folder / "audit"),
         model_name="gdelt-tone",
         batch_id="20241022140000",
         investigation_path=folder / "investigation.json",
