@@ -1,14 +1,18 @@
 """The drift-response pipeline, run once per new batch.
 
-ingest → check data quality → validate → fetch champion → detect drift → evaluate champion →
-decide (investigate the incident, propose a response, rule on it under the safety policy,
-record it in the audit ledger; a data-quality incident is never drift) → then, when the policy
-executes it:
+ingest → check data quality → validate → fetch the champion (and the previous champion) →
+detect drift → evaluate champion → decide (score both models on the batch, investigate the
+incident, propose a response, rule on it under the safety policy, record it in the audit
+ledger; a data-quality incident is never drift) → then, when the policy executes it:
 
 * retrain: select window → tune (an Optuna study, warm-started from the champion, run by
   parallel workers; one trial, the champion's parameters, unless the strategist asked for
   tuning) → train with the best parameters → release the candidate;
+* update: select window → continue the champion's trees on the window → release the candidate;
 * recalibrate: move the champion's scores to the batch's prior → release the candidate;
+* rollback: judge the previous champion on the decision's evidence (its verdict recorded on its
+  version, its benefit in the knowledge base and the ledger) → if it passes: release it like a
+  challenger (a canary beside the champion; ``champion`` moves back only if it is promoted);
 
 where releasing a candidate is: register it as challenger (with its lineage and the incident)
 → gate (verdict recorded in MLflow; the candidate's measured benefit goes to the knowledge base
@@ -25,11 +29,16 @@ from components.decide.component import decide_response, record_outcome
 from components.deploy.component import release_challenger
 from components.drift.component import detect_data_drift
 from components.evaluate.component import evaluate_model
-from components.gate.component import gate_challenger
+from components.gate.component import gate_challenger, gate_rollback
 from components.ingest.component import ingest_gdelt
 from components.quality.component import check_data_quality
 from components.register.component import fetch_champion, register_model_version
-from components.train.component import recalibrate_model, select_training_window, train_classifier
+from components.train.component import (
+    recalibrate_model,
+    select_training_window,
+    train_classifier,
+    update_classifier,
+)
 from components.validate.component import validate_gdelt
 from pipelines.tuning import tune_study
 
@@ -149,7 +158,8 @@ def release_candidate(
 
 
 @dsl.pipeline(
-    name="driftpilot-drift-response", description="Check a new GDELT batch; retrain and promote if warranted."
+    name="driftpilot-drift-response",
+    description="Check a new GDELT batch; retrain, update, recalibrate or roll back, and release, if warranted.",
 )
 def drift_response_pipeline(
     source: str,
@@ -172,6 +182,7 @@ def drift_response_pipeline(
     alpha: float = 0.01,
     min_drop: float = 0.02,
     severe_drop: float = 0.08,
+    prefer_update: bool = False,
     min_rows: int = 200,
     window_batches: int = 96,
     holdout_fraction: float = 0.3,
@@ -191,7 +202,7 @@ def drift_response_pipeline(
     ingest_workers: int = 0,
     dask_cluster: str = "local",
 ) -> DriftResponse:
-    """Respond to one new batch: detect drift, measure the champion, decide, maybe retrain.
+    """Respond to one new batch: detect drift, measure the champion, decide, maybe act and release.
 
     Args:
         source: GDELT feed base URL, ``s3://`` prefix or local folder of export files.
@@ -220,6 +231,8 @@ def drift_response_pipeline(
         alpha: Level of the investigator's loss and prior-shift tests.
         min_drop: The smallest AUC drop (below the champion's record) that counts as a loss.
         severe_drop: An AUC drop at or above which the retrain is tuned.
+        prefer_update: A loss below ``severe_drop`` gets an incremental update (the champion's
+            trees continued on the training window) rather than a retrain.
         min_rows: Batches with fewer valid rows are not acted on.
         window_batches: Validated batches in the retraining window (96: a day of GDELT's 15-minute
             batches), the current one included.
@@ -233,8 +246,9 @@ def drift_response_pipeline(
         seed: Training seed.
         serving_port: Port clients call the served model on (0 picks a free one).
         canary_policy: JSON object of canary policy fields (``steps``, ``min_requests``,
-            margins, ``step_timeout_s``); ``{}`` keeps the defaults. A released challenger takes
-            live traffic in steps and is rolled back when it is worse than the champion.
+            margins, ``step_timeout_s``); ``{}`` keeps the defaults. A released challenger (or
+            the previous champion, on a rollback) takes live traffic in steps and is rolled back
+            when it is worse than the champion.
         serving_target: ``local`` (model servers behind a splitter in ``serving_dir``) or
             ``kserve`` (an InferenceService named after the model in ``serving_namespace``).
         serving_namespace: KServe target: the InferenceService's namespace.
@@ -275,6 +289,7 @@ def drift_response_pipeline(
     evaluate = evaluate_model(model=champion.outputs["model"], data=validate.outputs["valid"])
     decide = decide_response(
         model=champion.outputs["model"],
+        previous_model=champion.outputs["previous"],
         data=validate.outputs["valid"],
         drift_report=drift.outputs["report"],
         baseline_scores=champion.outputs["baseline"],
@@ -288,6 +303,7 @@ def drift_response_pipeline(
         alpha=alpha,
         min_drop=min_drop,
         severe_drop=severe_drop,
+        prefer_update=prefer_update,
         min_rows=min_rows,
         tune_trials=tune_trials,
         alert_webhooks=alert_webhooks,
@@ -344,6 +360,25 @@ def drift_response_pipeline(
             study=correlation,
             **serving,
         )
+    with dsl.If(decide.outputs["Output"] == "update", name="update"):
+        window = select_training_window(
+            lake_dir=lake_dir,
+            batch_id=batch,
+            task=task,
+            window_batches=window_batches,
+            holdout_fraction=holdout_fraction,
+        ).after(validate)
+        updated = update_classifier(champion=champion.outputs["model"], data=window.outputs["train_data"], seed=seed)
+        release_candidate(
+            candidate=updated.outputs["model"],
+            training_data=window.outputs["train_data"],
+            holdout=window.outputs["holdout"],
+            champion=champion.outputs["model"],
+            source_batches=window.outputs["batches"],
+            incident=correlation,
+            study="",
+            **serving,
+        )
     with dsl.If(decide.outputs["Output"] == "recalibrate", name="recalibrate"):
         recalibrated = recalibrate_model(
             champion=champion.outputs["model"], data=validate.outputs["valid"], holdout_fraction=holdout_fraction
@@ -358,6 +393,38 @@ def drift_response_pipeline(
             study="",
             **serving,
         )
+    with dsl.If(decide.outputs["Output"] == "rollback", name="rollback"):
+        previous = champion.outputs["previous_version"]
+        verdict = gate_rollback(
+            decision=decide.outputs["decision"],
+            tracking_uri=tracking_uri,
+            model_name=model_name,
+            champion_version=champion.outputs["version"],
+            version=previous,
+        )
+        record_outcome(
+            decision=decide.outputs["decision"],
+            gate_result=verdict.outputs["result"],
+            state_dir=state_dir,
+            serving_dir=serving_dir,
+            version=previous,
+        )
+        with dsl.If(verdict.outputs["Output"] == True, name="release-previous"):  # noqa: E712 (a KFP condition)
+            release_challenger(
+                tracking_uri=tracking_uri,
+                model_name=model_name,
+                version=previous,
+                canary_policy=canary_policy,
+                target=serving_target,
+                serving_dir=serving_dir,
+                port=serving_port,
+                namespace=serving_namespace,
+                image=serving_image,
+                env_secret=serving_secret,
+                logger_url=serving_logger_url,
+                holder=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                incident=correlation,
+            )
     return DriftResponse(
         batch_id=batch,
         rows=validate.outputs["rows_valid"],

@@ -1,8 +1,10 @@
-"""Shared fixtures: the real data folder, small real batches from it, a local MinIO server and a Kubernetes API."""
+"""Shared fixtures: the real data folder, small real batches from it, models for a rollback, a local MinIO server
+and a Kubernetes API."""
 
 import os
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -10,8 +12,11 @@ import pytest
 import yaml
 from kubernetes import client
 
+from components.common.storage import write_table
 from components.common.task import TaskSpec, load_task
 from components.ingest.core import read_export
+from components.register.core import CHAMPION, Lineage, promote, record_gate, register_model
+from components.train.core import TrainConfig, train_files
 from components.validate.core import validate_events
 from tests.servers import KubeApiServer, MinioServer, install_crds, run_kube_apiserver, run_minio
 
@@ -45,6 +50,66 @@ def validated(gdelt_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         return validate_events(table.to_pandas()).valid
 
     return load
+
+
+@dataclass(frozen=True)
+class RollbackModels:
+    """Two real models of the same three GDELT batches: ``sound`` on all their rows, ``conflict`` on a slice.
+
+    ``conflict`` sees only the events with a negative Goldstein score: on its own validation rows
+    (from that slice) it looks fine (AUC 0.69), but it cannot rank the cooperative events of a
+    whole batch: on ``batch`` it scores about 0.51, where ``sound`` scores 0.72.
+
+    Attributes:
+        folder: ``sound/`` and ``conflict/`` (model folders) and their training rows (``<name>.parquet``).
+        training: The batches both were trained on.
+        batch: A later batch neither was trained on, where ``conflict``'s loss shows.
+    """
+
+    folder: Path
+    training: tuple[str, ...] = ("20241022130000", "20241022131500", "20241022133000")
+    batch: str = "20241022134500"
+
+    def register_bad_champion(self, *, tracking_uri: str, artifact_root: str, model_name: str) -> tuple[str, str]:
+        """Register ``sound`` as a model's first champion, then make ``conflict`` the champion over it.
+
+        ``conflict`` would not pass the real gate against ``sound``: its passing verdict is an
+        explicit test setup call of ``record_gate`` (a stand-in for a gate that let a bad model
+        through); it is then promoted the normal way (``promote``), so ``sound`` becomes the
+        previous champion.
+
+        Returns:
+            The versions of ``sound`` and ``conflict``.
+        """
+        versions = []
+        for name, alias in (("sound", CHAMPION), ("conflict", "challenger")):
+            ref = register_model(
+                tracking_uri=tracking_uri,
+                artifact_root=artifact_root,
+                experiment=model_name,
+                model_name=model_name,
+                model_dir=self.folder / name,
+                training_data=[self.folder / f"{name}.parquet"],
+                lineage=Lineage(source_batches=self.training, kfp_run=f"test-setup-{name}"),
+                alias=alias,
+            )
+            versions.append(ref.version)
+        verdict = {"promote": True, "reason": "test setup: stands in for a gate that let a bad model through"}
+        record_gate(tracking_uri=tracking_uri, model_name=model_name, version=versions[1], verdict=verdict)
+        assert promote(tracking_uri=tracking_uri, model_name=model_name, version=versions[1]) == versions[0]
+        return versions[0], versions[1]
+
+
+@pytest.fixture(scope="session")
+def rollback_models(validated, tmp_path_factory: pytest.TempPathFactory) -> RollbackModels:  # type: ignore[no-untyped-def]
+    """``RollbackModels``, trained once per session."""
+    models = RollbackModels(tmp_path_factory.mktemp("rollback-models"))
+    rows = pd.concat([validated(b) for b in models.training], ignore_index=True)
+    for name, frame in {"sound": rows, "conflict": rows[pd.to_numeric(rows["GoldsteinScale"]) < 0]}.items():
+        write_table(frame, models.folder / f"{name}.parquet")
+        config = TrainConfig(num_boost_round=80, num_threads=1)
+        train_files([models.folder / f"{name}.parquet"], "gdelt-tone", models.folder / name, config)
+    return models
 
 
 @pytest.fixture(scope="session")

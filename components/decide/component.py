@@ -11,6 +11,7 @@ from components.common.images import COMPONENTS_IMAGE
 @dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
 def decide_response(
     model: Input[Model],
+    previous_model: Input[Model],
     data: Input[Dataset],
     drift_report: Input[Artifact],
     baseline_scores: Input[Artifact],
@@ -30,6 +31,7 @@ def decide_response(
     run: str,
     investigation: Output[Artifact],
     decision: Output[Artifact],
+    prefer_update: bool = False,
 ) -> NamedTuple(
     "Decision",
     [
@@ -46,6 +48,8 @@ def decide_response(
 
     Args:
         model: The champion's model folder.
+        previous_model: The previous champion's model folder (``fetch_champion``'s, holding only
+            ``absent.json`` when there is none): scored on the batch, it is what a rollback is worth.
         data: The batch's validated rows.
         drift_report: The drift stage's JSON report.
         baseline_scores: The champion's validation metrics (JSON): its record.
@@ -67,11 +71,13 @@ def decide_response(
         run: The KFP run deciding (kept on the ledger's ``decided`` entry, beside the incident).
         investigation: The investigation (JSON): kind, causes, segments, impact.
         decision: The decision (JSON): proposal, ruling and reasons.
+        prefer_update: A measured loss below ``severe_drop`` gets an incremental update of the
+            champion (more trees on recent rows) rather than a retrain.
 
     Returns:
-        The route (``Output``: ``retrain`` for a retrain, an update or a tuned retrain,
-        ``recalibrate``, or ``none``; kfp.local 2.17 resolves ``dsl.If`` conditions only on
-        outputs named so), the action that runs now (``none`` unless the policy executes the
+        The route (``Output``: ``retrain`` for a retrain or a tuned retrain, ``update``,
+        ``recalibrate``, ``rollback``, or ``none``; kfp.local 2.17 resolves ``dsl.If`` conditions
+        only on outputs named so), the action that runs now (``none`` unless the policy executes the
         proposal), its reason, the incident's kind, the ruling's tier, the incident's id and the
         trials the retrain's study runs (``tune_trials`` for a tuned retrain, else 1: the
         champion's parameters).
@@ -84,6 +90,7 @@ def decide_response(
 
     result = decide_files(
         model_dir=Path(model.path),
+        previous_model_dir=Path(previous_model.path),
         data_path=Path(data.path),
         drift_path=Path(drift_report.path),
         baseline_path=Path(baseline_scores.path),
@@ -94,15 +101,15 @@ def decide_response(
         incident=incident,
         safety_policy=safety_policy,
         investigator=InvestigatorConfig(alpha=alpha, min_drop=min_drop, min_rows=min_rows),
-        strategy=StrategyConfig(severe_drop=severe_drop, tune=tune_trials > 1),
+        strategy=StrategyConfig(severe_drop=severe_drop, tune=tune_trials > 1, prefer_update=prefer_update),
         webhooks=alert_webhooks,
         run=run,
         investigation_path=Path(investigation.path),
         decision_path=Path(decision.path),
     )
     action = result.action
-    route = "retrain" if action in ("update", "retrain", "retrain_tune") else action
-    route = route if route in ("retrain", "recalibrate") else "none"
+    route = "retrain" if action == "retrain_tune" else action
+    route = route if route in ("retrain", "update", "recalibrate", "rollback") else "none"
     trials = tune_trials if action == "retrain_tune" else 1
     tier, proposed = result.ruling.tier, result.proposal.action
     held = tier != "execute" and proposed not in ("none", "monitor")  # the policy held a response back: say why
@@ -120,13 +127,14 @@ def record_outcome(
 
     Args:
         decision: The decide stage's decision (JSON).
-        gate_result: The gate's result (JSON).
+        gate_result: The gate's result (JSON), or ``gate_rollback``'s verdict for a rollback.
         state_dir: Folder of the audit ledger and knowledge base ('': ``audit`` beside ``serving_dir``).
         serving_dir: The local serving folder.
-        version: The candidate's registered version.
+        version: The candidate's registered version (for a rollback, the previous champion's).
 
     Returns:
-        The benefit: AUC gain for a retrain, log-loss fall for a recalibration.
+        The benefit: AUC gain for a retrain or an update, log-loss fall for a recalibration, the
+        previous champion's AUC gain on the batch for a rollback.
     """
     from pathlib import Path
 

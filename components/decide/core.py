@@ -305,10 +305,15 @@ def decide_files(
     strategy: StrategyConfig = StrategyConfig(),
     webhooks: str = "",
     run: str = "",
+    previous_model_dir: Path | None = None,
     investigation_path: Path,
     decision_path: Path,
 ) -> Decision:
-    """The pipeline's decide stage: score the champion on the batch, decide, record, write JSON.
+    """The pipeline's decide stage: score the champion and its predecessor on the batch, decide, record, write JSON.
+
+    The previous champion's scores on the labelled batch are what a rollback is worth
+    (``Signals.previous_metric``): the strategist proposes one when they win back enough of the
+    champion's loss.
 
     Args:
         model_dir: The champion's model folder.
@@ -326,6 +331,8 @@ def decide_files(
         strategy: The strategist's settings.
         webhooks: Alert webhooks, comma-separated ``slack=URL`` or ``generic=URL`` ('' for none).
         run: The pipeline run deciding (its name goes on the ledger's ``decided`` entry).
+        previous_model_dir: The previous champion's model folder (None, or a folder
+            ``components.train.model.mark_absent`` wrote, when there is none).
         investigation_path: Where the investigation is written (JSON).
         decision_path: Where the decision is written (JSON).
 
@@ -338,6 +345,7 @@ def decide_files(
     from components.train.model import TrainedModel
 
     model = TrainedModel.load(model_dir)
+    previous = TrainedModel.load_optional(previous_model_dir) if previous_model_dir is not None else None
     frame = read_table(data_path)
     baseline = read_json(baseline_path)
     labelled = model.task.target.column in frame.columns
@@ -361,6 +369,7 @@ def decide_files(
         drift=read_json(drift_path),
         importance=model.importance(),
         quality=read_json(quality_path) if quality_path is not None else None,
+        previous_proba=previous.predict_proba(frame) if previous is not None and labelled else None,
         segment_columns=model.task.categorical,
     )
     state.incidents.parent.mkdir(parents=True, exist_ok=True)
@@ -386,14 +395,16 @@ def record_outcome_files(*, state: DecisionState, decision_path: Path, gate_path
     """Learn from a gated candidate: its measured benefit goes to the knowledge base and the ledger.
 
     The benefit is measured on the gate's holdout (rows neither model was fitted on): the AUC
-    gain over the champion for a retrain, the fall of log loss for a recalibration (its ranking
-    is the champion's).
+    gain over the champion for a retrain or an update, the fall of log loss for a recalibration
+    (its ranking is the champion's). A rollback has no holdout: its benefit is the previous
+    champion's metric minus the champion's on the incident's batch (the investigation's
+    ``rollback_gain``, rows neither was trained on), and its verdict is ``judge_rollback``'s.
 
     Args:
         state: The installation's decision state.
         decision_path: The decide stage's decision (JSON).
-        gate_path: The gate's result (JSON).
-        version: The candidate's registered version.
+        gate_path: The gate's result (JSON), or a rollback's verdict.
+        version: The candidate's registered version (for a rollback, the previous champion's).
 
     Returns:
         The outcome recorded.
@@ -402,7 +413,10 @@ def record_outcome_files(*, state: DecisionState, decision_path: Path, gate_path
 
     decision, gate = read_json(decision_path), read_json(gate_path)
     action = str(decision["proposal"]["action"])
-    if action == "recalibrate" and gate.get("log_loss"):
+    if action == "rollback":
+        gain = decision["investigation"].get("rollback_gain")  # NaN is written as null
+        benefit = float(gain) if gain is not None else math.nan
+    elif action == "recalibrate" and gate.get("log_loss"):
         benefit = float(gate["log_loss"]["champion_log_loss"]) - float(gate["log_loss"]["challenger_log_loss"])
     elif gate.get("auc"):
         benefit = float(gate["auc"]["gain"])

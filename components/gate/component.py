@@ -1,4 +1,4 @@
-"""KFP wrapper of the promotion gate."""
+"""KFP wrappers of the promotion gate: a challenger against the champion, a rollback to the previous one."""
 
 from typing import NamedTuple
 
@@ -51,3 +51,41 @@ def gate_challenger(
     for name, value in verdict.metrics().items():
         metrics.log_metric(name, value)
     return (verdict.promote, verdict.reason)
+
+
+@dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
+def gate_rollback(
+    decision: Input[Artifact],
+    tracking_uri: str,
+    model_name: str,
+    champion_version: str,
+    version: str,
+    result: Output[Artifact],
+) -> NamedTuple("RollbackGate", [("Output", bool), ("reason", str)]):
+    """Judge a rollback to the previous champion on the decision's evidence and record the verdict in MLflow.
+
+    The verdict is tagged on the previous champion's version like a challenger's, which is what
+    lets ``release_challenger`` canary it and move ``champion`` back to it; the registry must
+    still hold the champion and previous champion the decision measured.
+
+    Args:
+        decision: The decide stage's decision (JSON), with the previous champion's gain on the batch.
+        tracking_uri: MLflow tracking URI.
+        model_name: Registered model name.
+        champion_version: The champion the decision measured.
+        version: The previous champion's version, the one to roll back to.
+        result: The verdict (JSON), in the gate result's shape ``record_outcome`` reads.
+
+    Returns:
+        Whether to release it (``Output``, the name kfp.local 2.17 resolves in ``dsl.If``), and why.
+    """
+    from pathlib import Path
+
+    from components.gate.core import judge_rollback_files
+    from components.register.core import record_rollback_verdict
+
+    verdict = judge_rollback_files(
+        decision_path=Path(decision.path), result_path=Path(result.path), champion=champion_version, previous=version
+    )
+    record_rollback_verdict(tracking_uri=tracking_uri, model_name=model_name, verdict=verdict)
+    return (verdict["promote"], verdict["reason"])

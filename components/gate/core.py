@@ -12,8 +12,14 @@ Guardrails: accuracy not significantly worse (McNemar's paired test), calibratio
 higher by more than ``max_ece_rise``, and single-row latency within ``max_latency_ratio`` of the
 champion's (above a floor). Every test is cluster-robust: rows of one group (one GDELT article)
 count as one observation.
+
+A rollback (releasing the previous champion again) is judged too, by ``judge_rollback``, on the
+decision's own evidence: the previous champion's metric minus the champion's on the incident's
+labelled batch.
 """
 
+import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from components.common.storage import read_table, write_json
+from components.common.storage import read_json, read_table, write_json
 from components.evaluate.core import population_weights
 from components.features.core import build_labels
 from components.gate.stats import (
@@ -37,7 +43,7 @@ from components.gate.stats import (
 )
 from components.train.model import TrainedModel
 
-__all__ = ["GatePolicy", "GateResult", "compare_models", "gate_files"]
+__all__ = ["GatePolicy", "GateResult", "compare_models", "gate_files", "judge_rollback", "judge_rollback_files"]
 
 
 @dataclass(frozen=True)
@@ -234,3 +240,54 @@ def gate_files(
     )
     write_json(result.to_dict(), result_path)
     return result
+
+
+def judge_rollback(decision: Mapping[str, Any], *, champion: str, previous: str) -> dict[str, Any]:
+    """The gate's verdict on a rollback: may the previous champion serve again?
+
+    A challenger is judged on a holdout; a rollback on what the decision measured: the previous
+    champion's metric minus the champion's (``rollback_gain``) on the incident's labelled batch,
+    a batch neither model was trained on. It passes when the decision executes a rollback and
+    the gain is positive. The canary then judges the previous champion on live traffic, as it
+    judges a challenger.
+
+    Args:
+        decision: The decide stage's decision (``components.decide.core.Decision.to_dict()``).
+        champion: The champion's version (the model the decision measured).
+        previous: The previous champion's version (the one rolled back to).
+
+    Returns:
+        The verdict: ``promote``, ``reason``, ``kind`` (``rollback``) and ``rollback`` (``from``,
+        ``to``, ``gain``, ``incident``), in the shape ``record_outcome_files`` and
+        ``components.register.core.record_rollback_verdict`` read.
+    """
+    measured = decision["investigation"].get("rollback_gain")  # NaN (no previous champion) is written as null
+    gain = float(measured) if measured is not None else math.nan
+    incident = str(decision["incident"])
+    executed = decision["action"] == "rollback"
+    promote = executed and math.isfinite(gain) and gain > 0
+    if promote:
+        reason = f"rollback: version {previous} scores {gain:+.4f} over version {champion} on {incident}'s batch"
+    elif not executed:
+        reason = f"no rollback: the decision on {incident} executes {decision['action']!r}"
+    else:
+        reason = f"no rollback: version {previous} is not better than version {champion} on {incident}'s batch"
+    rollback = {"from": champion, "to": previous, "gain": gain, "incident": incident}
+    return {"promote": promote, "reason": reason, "kind": "rollback", "rollback": rollback}
+
+
+def judge_rollback_files(*, decision_path: Path, result_path: Path, champion: str, previous: str) -> dict[str, Any]:
+    """Judge a rollback from the decision's JSON and write the verdict as JSON (``judge_rollback``).
+
+    Args:
+        decision_path: The decide stage's decision.
+        result_path: Where the verdict is written.
+        champion: The champion's version.
+        previous: The previous champion's version.
+
+    Returns:
+        The verdict.
+    """
+    verdict = judge_rollback(read_json(decision_path), champion=champion, previous=previous)
+    write_json(verdict, result_path)
+    return verdict

@@ -1,4 +1,4 @@
-"""KFP wrappers of the register stage: record a version, fetch the champion, promote."""
+"""KFP wrappers of the register stage: record a version, fetch the champion and the previous one."""
 
 from typing import NamedTuple
 
@@ -59,9 +59,14 @@ def register_model_version(
 
 @dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)
 def fetch_champion(
-    tracking_uri: str, model_name: str, model: Output[Model], reference: Output[Dataset], baseline: Output[Artifact]
-) -> NamedTuple("Champion", [("version", str), ("baseline_auc", float), ("params", str)]):
-    """Copy the serving champion and its training reference sample out of MLflow.
+    tracking_uri: str,
+    model_name: str,
+    model: Output[Model],
+    reference: Output[Dataset],
+    baseline: Output[Artifact],
+    previous: Output[Model],
+) -> NamedTuple("Champion", [("version", str), ("baseline_auc", float), ("params", str), ("previous_version", str)]):
+    """Copy the serving champion, its training reference sample and the previous champion out of MLflow.
 
     Args:
         tracking_uri: MLflow tracking URI.
@@ -69,16 +74,20 @@ def fetch_champion(
         model: The champion's model folder.
         reference: A sample of the champion's training rows.
         baseline: The champion's validation metrics (JSON).
+        previous: The previous champion's model folder (the version that lost ``champion`` to
+            this one); without one, a folder holding only ``absent.json`` (an artifact is handed
+            on whatever it holds).
 
     Returns:
-        The champion's version, its validation AUC and its training parameters (JSON, with the
-        Optuna study they came from under ``study``; a tuning study's warm start).
+        The champion's version, its validation AUC, its training parameters (JSON, with the
+        Optuna study they came from under ``study``; a tuning study's warm start) and the
+        previous champion's version ('' when there is none).
     """
     import json
     from pathlib import Path
 
     from components.common.storage import read_json, write_json
-    from components.register.core import PARAMS_FILE, lineage_of
+    from components.register.core import PARAMS_FILE, fetch_previous_champion, lineage_of
     from components.register.core import fetch_champion as fetch
 
     ref = fetch(
@@ -87,9 +96,10 @@ def fetch_champion(
         model_dir=Path(model.path),
         reference_path=Path(reference.path),
     )
+    before = fetch_previous_champion(tracking_uri=tracking_uri, model_name=model_name, model_dir=Path(previous.path))
     write_json(ref.metrics, Path(baseline.path))
     params_file = Path(model.path) / PARAMS_FILE
     # The study the champion's parameters came from travels with them (a warm start reads its best trials).
     study = lineage_of(tracking_uri=tracking_uri, model_name=model_name, version=ref.version)["study"]
     params = json.dumps({**read_json(params_file), "study": study}, sort_keys=True) if params_file.exists() else ""
-    return (ref.version, float(ref.metrics.get("auc", float("nan"))), params)
+    return (ref.version, float(ref.metrics.get("auc", float("nan"))), params, before.version if before else "")

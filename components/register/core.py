@@ -10,9 +10,20 @@ object store fails: (1) one run logs everything, artifacts included; (2) one req
 version with all its tags (a retry first looks for a version of that run, so none is made
 twice); (3) the alias is set. When step 3 finally fails the version is deleted again, so no
 version is left half-registered. The ``champion`` alias moves only to a version the promotion
-gate passed (``record_gate`` then ``promote``), or to the first version of a model.
+gate passed (``record_gate`` then ``promote``), to the first version of a model, or back to the
+previous champion (``rollback``: a known-good model, no new verdict needed).
+
+Champions are kept in history. The version that loses ``champion`` gets ``previous-champion``
+(the decision stage scores it on each batch: a rollback's worth), and each champion's latest term
+is tagged on its version: ``driftpilot.champion_from`` and ``driftpilot.champion_until`` (ISO 8601,
+UTC; '' while it serves) and ``driftpilot.champion_via`` (``first version``, ``promote`` or
+``rollback``), and a rollback's origin and reason as ``driftpilot.rollback``; ``champion_history``
+reads them back, newest first. ``previous-champion`` is moved first and put back when
+``champion`` cannot be moved, so a failed promotion leaves both aliases as they were; the tags
+are written once both have moved.
 """
 
+import datetime as dt
 import json
 import logging
 import math
@@ -37,9 +48,13 @@ __all__ = [
     "CANARY_TAG",
     "CHALLENGER",
     "CHAMPION",
+    "PREVIOUS_CHAMPION",
+    "ChampionTerm",
     "Lineage",
     "ModelRef",
+    "champion_history",
     "fetch_champion",
+    "fetch_previous_champion",
     "find_alias",
     "lineage_of",
     "load_model",
@@ -47,18 +62,27 @@ __all__ = [
     "promote",
     "record_canary",
     "record_gate",
+    "record_rollback_verdict",
     "register_model",
+    "rollback",
     "set_alias",
 ]
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+PREVIOUS_CHAMPION = "previous-champion"
+CHAMPION_FROM_TAG = "driftpilot.champion_from"
+CHAMPION_UNTIL_TAG = "driftpilot.champion_until"
+CHAMPION_VIA_TAG = "driftpilot.champion_via"
+ROLLBACK_TAG = "driftpilot.rollback"
 REFERENCE_ARTIFACT = "reference/reference.parquet"
 GATE_TAG = "driftpilot.gate"
 CANARY_TAG = "driftpilot.canary"
 PARAMS_FILE = "params.json"
 _REFERENCE_ROWS = 50_000
 _TRANSIENT_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED"}
+# What the registry answers for a model or an alias that does not exist.
+_MISSING_CODES = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -109,6 +133,23 @@ class ModelRef:
     run_id: str
     uri: str
     metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ChampionTerm:
+    """A version's latest term as champion.
+
+    Attributes:
+        version: The version.
+        since: When it became champion (ISO 8601, UTC).
+        until: When it lost the alias ('' while it is champion).
+        via: How it became champion: ``first version``, ``promote`` or ``rollback``.
+    """
+
+    version: str
+    since: str
+    until: str
+    via: str
 
 
 def _client(tracking_uri: str) -> Any:
@@ -221,6 +262,7 @@ def register_model(
     if alias == CHAMPION:
         tags[GATE_TAG] = "promote"
         tags["driftpilot.gate.reason"] = "the model's first version: no champion to compare with"
+        tags.update({CHAMPION_FROM_TAG: _now(), CHAMPION_UNTIL_TAG: "", CHAMPION_VIA_TAG: "first version"})
     run_id, model_uri, model_id = _retried(
         lambda: _log_run(client, experiment, artifact_root, model, model_dir, training_data, metrics, tags),
         f"log a run of {model_name!r} to {tracking_uri}",
@@ -323,18 +365,60 @@ def record_gate(
     Raises:
         ModelRegistryError: When the verdict cannot be recorded after the retries.
     """
-    client = _client(tracking_uri)
+    _record_verdict(_client(tracking_uri), model_name, version, verdict, "gate/verdict.json", retry)
 
+
+def _record_verdict(
+    client: Any, model_name: str, version: str, verdict: dict[str, Any], artifact: str, retry: RetryPolicy | None
+) -> None:
     def record() -> None:
         run_id = client.get_model_version(model_name, version).run_id
         numbers = {f"gate_{k}": float(v) for k, v in _flat(verdict).items() if isinstance(v, (int, float))}
         client.log_batch(run_id, metrics=[_metric(k, v) for k, v in numbers.items() if math.isfinite(v)])
-        client.log_dict(run_id, verdict, "gate/verdict.json")
-        client.set_model_version_tag(model_name, version, "driftpilot.gate.reason", str(verdict["reason"]))
+        client.log_dict(run_id, verdict, artifact)
+        client.set_model_version_tag(model_name, version, "driftpilot.gate.reason", str(verdict["reason"])[:4000])
         # Last: a version counts as passed only once everything above is recorded.
         client.set_model_version_tag(model_name, version, GATE_TAG, "promote" if verdict["promote"] else "keep")
 
     _retried(record, f"record the gate's verdict on version {version} of {model_name!r}", retry)
+
+
+def record_rollback_verdict(
+    *, tracking_uri: str, model_name: str, verdict: dict[str, Any], retry: RetryPolicy | None = None
+) -> None:
+    """Record a rollback's verdict on the previous champion, as the gate's verdict of that version.
+
+    A rollback releases the previous champion through the path a challenger takes (a canary,
+    then ``promote``), which asks for a passed verdict on the version; the verdict it had is
+    from its own promotion, against another champion. This one is the evidence for this release
+    (``components.gate.core.judge_rollback``): ``driftpilot.gate`` and its reason are set on the
+    version (``promote``, or ``keep`` when the previous champion is not better), the numbers
+    logged as ``gate_*`` metrics and the whole verdict as ``gate/rollback.json`` on its run (the
+    verdict of its own promotion, ``gate/verdict.json``, is kept).
+
+    Args:
+        tracking_uri: MLflow tracking URI.
+        model_name: Registered model name.
+        verdict: ``promote``, ``reason`` and ``rollback`` with ``from`` (the champion the decision
+            measured) and ``to`` (the previous champion), versions as strings.
+        retry: Attempts and backoff (default: ``RetryPolicy.from_env()``).
+
+    Raises:
+        ModelRegistryError: When the registry moved since the decision (``champion`` is not
+            ``from`` or ``previous-champion`` is not ``to``: nothing is recorded), or when the
+            verdict cannot be recorded after the retries.
+    """
+    client = _client(tracking_uri)
+    source, target = str(verdict["rollback"]["from"]), str(verdict["rollback"]["to"])
+    champion = _alias_version(client, model_name, CHAMPION, retry)
+    previous = _alias_version(client, model_name, PREVIOUS_CHAMPION, retry)
+    if (champion, previous) != (source, target):
+        raise ModelRegistryError(
+            f"a rollback of {model_name!r} from version {source} to {target} was decided, but {CHAMPION!r} is "
+            f"{champion or 'unset'} and {PREVIOUS_CHAMPION!r} is {previous or 'unset'} now: the decision is stale, "
+            "nothing is recorded"
+        )
+    _record_verdict(client, model_name, target, verdict, "gate/rollback.json", retry)
 
 
 def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -358,6 +442,10 @@ def _metric(key: str, value: float) -> Any:
 def promote(*, tracking_uri: str, model_name: str, version: str, retry: RetryPolicy | None = None) -> str:
     """Point ``champion`` at a version the promotion gate passed; serving follows the alias.
 
+    The version losing ``champion`` becomes ``previous-champion``. Promoting the previous
+    champion (a rollback released through a canary, ``record_rollback_verdict``'s verdict on it)
+    is recorded as a rollback.
+
     Args:
         tracking_uri: MLflow tracking URI.
         model_name: Registered model name.
@@ -377,9 +465,136 @@ def promote(*, tracking_uri: str, model_name: str, version: str, retry: RetryPol
     if tags.get(GATE_TAG) != "promote":
         why = tags.get("driftpilot.gate.reason", "the promotion gate has not judged it")
         raise ModelRegistryError(f"version {version} of {model_name!r} may not become {CHAMPION!r}: {why}")
-    previous = find_alias(tracking_uri=tracking_uri, model_name=model_name)
-    _point(client, model_name, CHAMPION, version, retry)
-    return previous.version if previous else ""
+    previous = _alias_version(client, model_name, CHAMPION, retry) or ""
+    if previous and previous != version and _alias_version(client, model_name, PREVIOUS_CHAMPION, retry) == version:
+        record = {"from": previous, "reason": tags.get("driftpilot.gate.reason", "")[:2000]}
+        _crown(client, model_name, version, previous, "rollback", {ROLLBACK_TAG: json.dumps(record)}, retry)
+    else:
+        _crown(client, model_name, version, previous, "promote", {}, retry)
+    return previous
+
+
+def rollback(*, tracking_uri: str, model_name: str, reason: str, retry: RetryPolicy | None = None) -> str:
+    """Point ``champion`` back at the previous champion, straight away (no canary, no new verdict).
+
+    The previous champion served until the current one replaced it: a known-good model. The
+    version rolled back from becomes ``previous-champion`` (as any version losing ``champion``
+    does), so a second rollback undoes the first. The rollback is recorded on the version it
+    restores: ``driftpilot.champion_via`` = ``rollback`` and ``driftpilot.rollback`` (JSON: the
+    version rolled back from and the reason). Pipelines roll back through a canary instead
+    (``record_rollback_verdict``, then the release path, whose ``promote`` records the same).
+
+    Args:
+        tracking_uri: MLflow tracking URI.
+        model_name: Registered model name.
+        reason: Why, for the record (an incident, an operator's note).
+        retry: Attempts and backoff (default: ``RetryPolicy.from_env()``).
+
+    Returns:
+        The version that is champion now.
+
+    Raises:
+        ModelRegistryError: When the model has no champion or no previous champion, or the
+            registry cannot be reached (nothing moved then).
+    """
+    client = _client(tracking_uri)
+    champion = _alias_version(client, model_name, CHAMPION, retry)
+    previous = _alias_version(client, model_name, PREVIOUS_CHAMPION, retry)
+    if champion is None or previous is None:
+        missing = CHAMPION if champion is None else PREVIOUS_CHAMPION
+        raise ModelRegistryError(
+            f"cannot roll {model_name!r} back: it has no {missing!r} in {tracking_uri} (a previous champion exists "
+            f"only once {CHAMPION!r} has moved from one version to another)"
+        )
+    record = json.dumps({"from": champion, "reason": reason[:2000]})
+    _crown(client, model_name, previous, champion, "rollback", {ROLLBACK_TAG: record}, retry)
+    return previous
+
+
+def champion_history(*, tracking_uri: str, model_name: str, retry: RetryPolicy | None = None) -> list[ChampionTerm]:
+    """The versions that have been champion, newest first, each with its latest term.
+
+    A version champion twice (rolled back to) is listed once, at its latest term. Versions
+    promoted before champion history was kept have no term and are not listed.
+
+    Args:
+        tracking_uri: MLflow tracking URI.
+        model_name: Registered model name.
+        retry: Attempts and backoff (default: ``RetryPolicy.from_env()``).
+
+    Returns:
+        The terms, the current champion's first ('' ``until``); empty for an unknown model.
+
+    Raises:
+        ModelRegistryError: When the registry cannot be reached after the retries.
+    """
+    client = _client(tracking_uri)
+    versions = _retried(
+        lambda: client.search_model_versions(f"name='{model_name}'"), f"list the versions of {model_name!r}", retry
+    )
+    terms = [
+        ChampionTerm(
+            str(v.version),
+            v.tags[CHAMPION_FROM_TAG],
+            v.tags.get(CHAMPION_UNTIL_TAG, ""),
+            v.tags.get(CHAMPION_VIA_TAG, ""),
+        )
+        for v in versions
+        if v.tags.get(CHAMPION_FROM_TAG)
+    ]
+    return sorted(terms, key=lambda t: (t.since, int(t.version)), reverse=True)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+
+
+def _crown(
+    client: Any,
+    model_name: str,
+    version: str,
+    previous: str,
+    via: str,
+    tags: dict[str, str],
+    retry: RetryPolicy | None,
+) -> None:
+    """Point ``champion`` at ``version``, ``previous-champion`` at the version losing it, and tag both terms."""
+    if previous == version:  # already champion: nothing changes hands
+        _point(client, model_name, CHAMPION, version, retry)
+        return
+    if previous:
+        before = _alias_version(client, model_name, PREVIOUS_CHAMPION, retry)
+        _point(client, model_name, PREVIOUS_CHAMPION, previous, retry)
+        try:
+            _point(client, model_name, CHAMPION, version, retry)
+        except ModelRegistryError:
+            _restore_alias(client, model_name, PREVIOUS_CHAMPION, before)
+            raise
+    else:
+        _point(client, model_name, CHAMPION, version, retry)
+    now = _now()
+
+    def record() -> None:
+        for key, value in {**tags, CHAMPION_FROM_TAG: now, CHAMPION_UNTIL_TAG: "", CHAMPION_VIA_TAG: via}.items():
+            client.set_model_version_tag(model_name, version, key, value)
+        if previous:
+            client.set_model_version_tag(model_name, previous, CHAMPION_UNTIL_TAG, now)
+
+    what = f"record the champion terms of versions {previous or '-'} → {version} of {model_name!r} ({CHAMPION!r} moved)"
+    _retried(record, what, retry)
+
+
+def _restore_alias(client: Any, model_name: str, alias: str, version: str | None) -> None:
+    """Put an alias back after a failed move; say so when even that fails."""
+    try:
+        if version:
+            client.set_registered_model_alias(model_name, alias, version)
+        else:
+            client.delete_registered_model_alias(model_name, alias)
+    except Exception as exc:  # the server may still be down: the operator is told what to fix
+        log.error(
+            "%r of %r could not be put back to %s (%s): set it by hand", alias, model_name, version or "unset", exc
+        )
 
 
 def record_canary(
@@ -451,14 +666,26 @@ def lineage_of(*, tracking_uri: str, model_name: str, version: str) -> dict[str,
     }
 
 
-def find_alias(*, tracking_uri: str, model_name: str, alias: str = CHAMPION) -> ModelRef | None:
-    """Return the version an alias points at, or None when the model or alias does not exist."""
-    from mlflow.exceptions import MlflowException
+def find_alias(
+    *, tracking_uri: str, model_name: str, alias: str = CHAMPION, retry: RetryPolicy | None = None
+) -> ModelRef | None:
+    """Return the version an alias points at (``champion``, ``previous-champion``, ``challenger``).
 
-    client = _client(tracking_uri)
-    try:
-        version = client.get_model_version_by_alias(model_name, alias)
-    except MlflowException:
+    Args:
+        tracking_uri: MLflow tracking URI.
+        model_name: Registered model name.
+        alias: The alias.
+        retry: Attempts and backoff (default: ``RetryPolicy.from_env()``).
+
+    Returns:
+        The version, or None when the model or the alias does not exist.
+
+    Raises:
+        ModelRegistryError: When the registry cannot be reached after the retries (an unreachable
+            registry is not an empty one).
+    """
+    version = _alias_target(_client(tracking_uri), model_name, alias, retry)
+    if version is None:
         return None
     metrics = json.loads(version.tags.get("driftpilot.metrics", "{}"))
     return ModelRef(
@@ -466,16 +693,40 @@ def find_alias(*, tracking_uri: str, model_name: str, alias: str = CHAMPION) -> 
     )
 
 
+def _alias_target(client: Any, model_name: str, alias: str, retry: RetryPolicy | None) -> Any:
+    """The model version an alias points at (MLflow's), None when the model or alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    def read() -> Any:
+        try:
+            return client.get_model_version_by_alias(model_name, alias)
+        except MlflowException as exc:
+            if exc.error_code in _MISSING_CODES:
+                return None
+            raise
+
+    return _retried(read, f"read alias {alias!r} of {model_name!r}", retry)
+
+
+def _alias_version(client: Any, model_name: str, alias: str, retry: RetryPolicy | None) -> str | None:
+    found = _alias_target(client, model_name, alias, retry)
+    return str(found.version) if found is not None else None
+
+
 def set_alias(
     *, tracking_uri: str, model_name: str, version: str, alias: str = CHALLENGER, retry: RetryPolicy | None = None
 ) -> None:
-    """Point an alias other than ``champion`` at a version (``promote`` moves ``champion``).
+    """Point an alias other than ``champion`` and ``previous-champion`` at a version.
+
+    ``promote`` and ``rollback`` move those two, together.
 
     Raises:
-        ModelRegistryError: For ``champion``, or when the registry cannot be reached.
+        ModelRegistryError: For ``champion`` or ``previous-champion``, or when the registry cannot be reached.
     """
     if alias == CHAMPION:
         raise ModelRegistryError(f"{CHAMPION!r} moves only through the promotion gate: record_gate, then promote")
+    if alias == PREVIOUS_CHAMPION:
+        raise ModelRegistryError(f"{PREVIOUS_CHAMPION!r} moves only with {CHAMPION!r}: promote, or rollback")
     _point(_client(tracking_uri), model_name, alias, version, retry)
 
 
@@ -551,3 +802,27 @@ def fetch_champion(*, tracking_uri: str, model_name: str, model_dir: Path, refer
                 shutil.copy(found, model_dir / name)
         write_table(load_reference(tracking_uri=tracking_uri, run_id=champion.run_id, dest=Path(tmp)), reference_path)
     return champion
+
+
+def fetch_previous_champion(*, tracking_uri: str, model_name: str, model_dir: Path) -> ModelRef | None:
+    """Copy the previous champion's model files out of MLflow, or mark the folder as holding none.
+
+    Args:
+        tracking_uri: MLflow tracking URI.
+        model_name: Registered model name.
+        model_dir: Where the ``TrainedModel`` folder is written; without a previous champion it
+            gets the marker ``components.train.model.mark_absent`` writes
+            (``TrainedModel.load_optional`` reads it as None).
+
+    Returns:
+        The previous champion, or None when ``champion`` has never moved from one version to another.
+    """
+    from components.train.model import mark_absent
+
+    previous = find_alias(tracking_uri=tracking_uri, model_name=model_name, alias=PREVIOUS_CHAMPION)
+    if previous is None:
+        mark_absent(model_dir, f"{model_name!r} has no {PREVIOUS_CHAMPION!r} in {tracking_uri}")
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        load_model(tracking_uri=tracking_uri, model_uri=previous.uri, dest=Path(tmp)).save(model_dir)
+    return previous

@@ -3,8 +3,14 @@
 Saved as a folder: the library's own model file (``booster.txt`` for LightGBM, ``model.cbm`` for
 CatBoost), ``task.yaml`` and ``model.yaml`` (the library and the prior correction). Evaluation,
 the promotion gate, the MLflow model and the model server all load it through ``TrainedModel``.
+
+A pipeline step that may have no model to hand on (the previous champion of a registry that has
+had one champion only) still writes its model artifact: ``mark_absent`` leaves ``absent.json``
+in it, which ``TrainedModel.load_optional`` reads as "no model". KFP hands an artifact on
+whatever it holds, and an empty folder is not uploaded at all in a cluster.
 """
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +23,24 @@ from components.common.task import TaskSpec
 from components.features.core import build_features
 from components.train.trainers import Trainer, get_trainer
 
-__all__ = ["TrainedModel", "prior_corrected", "recalibration_odds"]
+__all__ = ["ABSENT_FILE", "TrainedModel", "mark_absent", "prior_corrected", "recalibration_odds"]
 
 TASK_FILE = "task.yaml"
 MODEL_FILE = "model.yaml"
+ABSENT_FILE = "absent.json"
+"""In a model folder that holds no model: why there is none."""
+
+
+def mark_absent(folder: Path, reason: str) -> Path:
+    """Write a model folder that says it holds no model, and why; return the folder.
+
+    Args:
+        folder: The model artifact's folder.
+        reason: Why there is no model (read by people looking at the artifact).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ABSENT_FILE).write_text(json.dumps({"model": None, "reason": reason}), encoding="utf-8")
+    return folder
 
 
 def prior_corrected(proba: np.ndarray, odds_ratio: float) -> np.ndarray:
@@ -116,3 +136,11 @@ class TrainedModel:
         task = TaskSpec.from_dict(yaml.safe_load((folder / TASK_FILE).read_text(encoding="utf-8")))
         booster = trainer.load(folder / trainer.model_file)
         return cls(booster=booster, task=task, algorithm=algorithm, odds_ratio=float(meta.get("odds_ratio", 1.0)))
+
+    @classmethod
+    def load_optional(cls, folder: Path) -> "TrainedModel | None":
+        """Load a model folder, or return None when ``mark_absent`` wrote it (there is no model).
+
+        A folder with neither a model nor the marker fails like ``load``: a lost model is not "none".
+        """
+        return None if (folder / ABSENT_FILE).exists() else cls.load(folder)

@@ -30,10 +30,23 @@ def test_cli_compiles_both_pipelines(tmp_path: Path) -> None:
         "tier",
         "incident",
     }
-    # Both responses (retrain, recalibrate) release their candidate through the same nested pipeline.
+    # One branch per route the decision can take; retrain, update and recalibrate release their
+    # candidate through the same nested pipeline, a rollback the previous champion through the same canary.
+    routes = {
+        task["triggerPolicy"]["condition"].rsplit("== ", 1)[1].strip("'")
+        for task in tasks.values()
+        if "decide-response-Output" in task.get("triggerPolicy", {}).get("condition", "")
+    }
+    assert routes == {"retrain", "update", "recalibrate", "rollback"}
     components = set(response["components"])
-    assert {"comp-driftpilot-release-candidate", "comp-driftpilot-release-candidate-2"} <= components
-    assert {"comp-recalibrate-model", "comp-record-outcome"} <= components
+    releases = {"comp-driftpilot-release-candidate", *(f"comp-driftpilot-release-candidate-{i}" for i in (2, 3))}
+    assert releases <= components and "comp-driftpilot-release-candidate-4" not in components
+    branches = {"comp-recalibrate-model", "comp-update-classifier", "comp-gate-rollback", "comp-record-outcome"}
+    assert branches <= components
+    fetch = response["components"]["comp-fetch-champion"]["outputDefinitions"]
+    assert "previous" in fetch["artifacts"] and "previous_version" in fetch["parameters"]
+    decide = response["components"]["comp-decide-response"]["inputDefinitions"]["artifacts"]
+    assert "previous_model" in decide
 
 
 def test_every_component_parameter_is_documented(tmp_path: Path) -> None:

@@ -1,10 +1,12 @@
 """The registry on a real ``mlflow server`` whose artifacts live on a real MinIO server.
 
 A champion, a better and a deliberately worse challenger go through the gate; lineage is read
-back from each version; then the object store and the tracking server are stopped in turn and
-registration must retry, fail with a clear error, and leave neither a version nor a moved alias.
+back from each version; the champions' history is kept and a rollback restores the previous
+one; then the object store and the tracking server are stopped in turn and registration (and a
+rollback) must retry, fail with a clear error, and leave neither a version nor a moved alias.
 """
 
+import json
 import os
 import signal
 import time
@@ -25,15 +27,21 @@ from components.gate.core import gate_files
 from components.register.core import (
     CHALLENGER,
     CHAMPION,
+    PREVIOUS_CHAMPION,
     Lineage,
+    champion_history,
+    fetch_previous_champion,
     find_alias,
     lineage_of,
     promote,
     record_gate,
+    record_rollback_verdict,
     register_model,
+    rollback,
     set_alias,
 )
 from components.train.core import TrainConfig, train_files
+from components.train.model import TrainedModel
 from tests.servers import MinioServer, MlflowServer, run_minio, run_mlflow
 
 pytestmark = pytest.mark.integration
@@ -165,6 +173,85 @@ def test_only_a_better_challenger_passes_the_gate_and_moves_the_champion(stack: 
     assert lineage_of(tracking_uri=url, model_name=MODEL, version=worse)["gate"] == "keep"
 
 
+def _tags(url: str, version: str) -> dict[str, str]:
+    from mlflow import MlflowClient
+
+    return dict(MlflowClient(url).get_model_version(MODEL, version).tags)
+
+
+def test_the_version_losing_champion_is_the_previous_champion_and_a_rollback_restores_it(
+    stack: Stack, tmp_path: Path
+) -> None:
+    url = stack.mlflow.url
+    # The first test made v1 the first champion, then promoted the better challenger over it.
+    champion = find_alias(tracking_uri=url, model_name=MODEL)
+    previous = find_alias(tracking_uri=url, model_name=MODEL, alias=PREVIOUS_CHAMPION)
+    assert champion is not None and previous is not None and previous.version == "1" != champion.version
+    history = champion_history(tracking_uri=url, model_name=MODEL)
+    assert [(t.version, t.via) for t in history] == [(champion.version, "promote"), ("1", "first version")]
+    assert history[0].until == "" and history[1].until == history[0].since > history[1].since
+    with pytest.raises(ModelRegistryError, match="moves only with 'champion'"):
+        set_alias(tracking_uri=url, model_name=MODEL, version=champion.version, alias=PREVIOUS_CHAMPION)
+    # The decision stage gets the previous champion's real model files.
+    ref = fetch_previous_champion(tracking_uri=url, model_name=MODEL, model_dir=tmp_path / "previous")
+    assert ref == previous
+    holdout = pd.read_parquet(stack.work / "holdout.parquet")
+    restored = TrainedModel.load(tmp_path / "previous").predict_proba(holdout)
+    assert np.allclose(restored, TrainedModel.load(stack.work / "v1").predict_proba(holdout))
+
+    # A rollback verdict for versions the registry does not hold there is refused, nothing recorded.
+    stale = {"promote": True, "reason": "stale", "rollback": {"from": "1", "to": champion.version, "gain": 0.1}}
+    with pytest.raises(ModelRegistryError, match="the decision is stale"):
+        record_rollback_verdict(tracking_uri=url, model_name=MODEL, verdict=stale, retry=FAST_RETRY)
+    assert lineage_of(tracking_uri=url, model_name=MODEL, version=champion.version)["gate_reason"] != "stale"
+
+    # A rollback restores the previous champion at once; the version it leaves becomes the previous one.
+    assert rollback(tracking_uri=url, model_name=MODEL, reason="inc-9: the champion lost 0.18 AUC") == "1"
+    assert find_alias(tracking_uri=url, model_name=MODEL).version == "1"  # type: ignore[union-attr]
+    after = find_alias(tracking_uri=url, model_name=MODEL, alias=PREVIOUS_CHAMPION)
+    assert after is not None and after.version == champion.version
+    tags = _tags(url, "1")
+    assert tags["driftpilot.champion_via"] == "rollback" and tags["driftpilot.champion_until"] == ""
+    assert json.loads(tags["driftpilot.rollback"]) == {
+        "from": champion.version,
+        "reason": "inc-9: the champion lost 0.18 AUC",
+    }
+    history = champion_history(tracking_uri=url, model_name=MODEL)
+    assert [(t.version, t.via) for t in history] == [("1", "rollback"), (champion.version, "promote")]
+    assert history[1].until == history[0].since
+
+    # Promoting the previous champion again (a rollback released through a canary) is a rollback too.
+    assert promote(tracking_uri=url, model_name=MODEL, version=champion.version) == "1"
+    assert [(t.version, t.via) for t in champion_history(tracking_uri=url, model_name=MODEL)] == [
+        (champion.version, "rollback"),
+        ("1", "rollback"),
+    ]
+    assert find_alias(tracking_uri=url, model_name=MODEL, alias=PREVIOUS_CHAMPION).version == "1"  # type: ignore[union-attr]
+    reason = lineage_of(tracking_uri=url, model_name=MODEL, version=champion.version)["gate_reason"]
+    assert json.loads(_tags(url, champion.version)["driftpilot.rollback"]) == {"from": "1", "reason": reason}
+
+    # A model whose champion never moved has nothing to roll back to.
+    solo = register_model(
+        tracking_uri=url,
+        artifact_root="",
+        experiment="solo",
+        model_name="solo",
+        model_dir=stack.work / "v1",
+        training_data=[stack.work / "v1.parquet"],
+        lineage=Lineage(),
+        alias=CHAMPION,
+        retry=FAST_RETRY,
+    )
+    with pytest.raises(ModelRegistryError, match="no 'previous-champion'"):
+        rollback(tracking_uri=url, model_name="solo", reason="nothing to restore")
+    assert find_alias(tracking_uri=url, model_name="solo").version == solo.version  # type: ignore[union-attr]
+    assert fetch_previous_champion(tracking_uri=url, model_name="solo", model_dir=tmp_path / "none") is None
+    assert TrainedModel.load_optional(tmp_path / "none") is None
+    assert [(t.version, t.via) for t in champion_history(tracking_uri=url, model_name="solo")] == [
+        (solo.version, "first version")
+    ]
+
+
 def test_with_the_tracking_server_stopped_nothing_moves_and_the_error_says_where(stack: Stack) -> None:
     url = stack.mlflow.url
     champion = find_alias(tracking_uri=url, model_name=MODEL)
@@ -177,6 +264,8 @@ def test_with_the_tracking_server_stopped_nothing_moves_and_the_error_says_where
         record_gate(tracking_uri=url, model_name=MODEL, version=v2, verdict=verdict, retry=FAST_RETRY)
     with pytest.raises(ModelRegistryError, match="after 3 attempts"):
         promote(tracking_uri=url, model_name=MODEL, version=v2, retry=FAST_RETRY)
+    with pytest.raises(ModelRegistryError, match=r"could not read alias 'champion' .* after 3 attempts"):
+        rollback(tracking_uri=url, model_name=MODEL, reason="the server is down", retry=FAST_RETRY)
     with pytest.raises(ModelRegistryError, match=f"could not log a run .*{url}"):
         stack.register("worse", ("20241022131500",))
     port = int(url.rsplit(":", 1)[1])
@@ -184,7 +273,7 @@ def test_with_the_tracking_server_stopped_nothing_moves_and_the_error_says_where
         run_mlflow(stack.home, artifacts="s3://mlflow/artifacts", env=_s3_env(stack.minio), port=port)
     )
     assert _versions(url) == before  # the third registration left nothing
-    assert find_alias(tracking_uri=url, model_name=MODEL) == champion
+    assert find_alias(tracking_uri=url, model_name=MODEL) == champion  # and the rollback moved nothing
     assert lineage_of(tracking_uri=url, model_name=MODEL, version=v2)["gate"] == ""  # no verdict half-written
 
 

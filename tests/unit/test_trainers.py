@@ -67,14 +67,20 @@ def test_an_incremental_update_adds_rounds_to_the_champion(early, validated, tas
     assert evaluate_model(updated.model, batch)["auc"] > 0.6
 
 
-def test_incremental_training_from_a_saved_champion_records_it(early, validated, tmp_path) -> None:
+@pytest.mark.parametrize("algorithm", ["lightgbm", "catboost"])
+def test_incremental_training_from_a_saved_champion_records_it(early, validated, tmp_path, algorithm) -> None:
+    # What the pipeline's update branch does: the champion's folder, as fetched, continued on new rows.
     write_table(early, tmp_path / "early.parquet")
-    train_files([tmp_path / "early.parquet"], "gdelt-tone", tmp_path / "v1", TrainConfig(num_boost_round=40))
+    config = TrainConfig(algorithm=algorithm, num_boost_round=40, num_threads=1)
+    train_files([tmp_path / "early.parquet"], "gdelt-tone", tmp_path / "v1", config)
     write_table(validated("20241022134500"), tmp_path / "new.parquet")
-    config = TrainConfig(num_boost_round=20)
+    config = TrainConfig(num_boost_round=20, num_threads=1)  # the algorithm is the champion's
     train_files([tmp_path / "new.parquet"], "", tmp_path / "v2", config, champion_dir=tmp_path / "v1")
     params = (tmp_path / "v2" / "params.json").read_text()
     assert '"incremental": true' in params and (tmp_path / "v2" / "profile.json").exists()
+    champion, updated = TrainedModel.load(tmp_path / "v1"), TrainedModel.load(tmp_path / "v2")
+    trees = {"lightgbm": lambda m: m.booster.num_trees(), "catboost": lambda m: m.booster.tree_count_}[algorithm]
+    assert updated.algorithm == algorithm and trees(updated) > trees(champion)
 
 
 def test_fraud_scores_are_moved_to_the_natural_fraud_rate(fraud) -> None:
