@@ -1,7 +1,8 @@
-"""The decision layer's loop for one incident: investigate → propose → rule → record.
+"""The decision layer's loop for one incident: investigate → value → propose → rule → record.
 
 ``respond`` is pure: the incident's signals, the safety policy, the executed history and the
-knowledge base give one ``Decision`` (investigation, proposal, ruling), the same every time.
+knowledge base give one ``Decision`` (investigation, the value of retraining when the signals
+carry its evidence, proposal, ruling), the same every time.
 Rulings are made at the incident's own time, never the wall clock, so ``replay`` of an incident
 log gives byte-identical decisions. ``record`` does the side effects: ledger entries, a pending
 approval for an escalation, alerts.
@@ -11,7 +12,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from components.decide.knowledge import KnowledgeBase, Outcome
 from components.decide.safety import Executed, Proposal, Ruling, SafetyPolicy, rule
 from components.decide.signals import metric_standard_error, signals_from_scores
 from components.decide.strategy import StrategyConfig, propose
+from components.decide.value import ValueEstimate, ValueState, assess, retrained
 
 __all__ = [
     "Decision",
@@ -48,12 +50,16 @@ class Decision:
         investigation: The investigator's findings.
         proposal: The strategist's proposal.
         ruling: The safety policy's tier and reasons.
+        value: The value of retraining after this batch (None: no evidence was carried in).
+        value_state: The evidence to carry to the next batch of the same model (None: as above).
     """
 
     signals: Signals
     investigation: Investigation
     proposal: Proposal
     ruling: Ruling
+    value: ValueEstimate | None = None
+    value_state: ValueState | None = None
 
     @property
     def action(self) -> str:
@@ -71,6 +77,7 @@ class Decision:
             "proposal": asdict(self.proposal),
             "reasons": list(self.ruling.reasons),
             "investigation": self.investigation.to_dict(),
+            "value": self.value.to_dict() if self.value is not None else None,
         }
 
 
@@ -102,8 +109,22 @@ def respond(
         The decision.
     """
     investigation = investigate(signals, investigator)
-    proposal = propose(investigation, signals, knowledge or KnowledgeBase(), strategy)
-    return Decision(signals, investigation, proposal, rule(proposal, tuple(history), policy, _time(signals.at)))
+    value, after = None, None
+    if signals.value_state is not None:
+        after = ValueState.from_dict(signals.value_state)
+        if investigation.measured and investigation.kind not in ("data_quality", "insufficient"):
+            value, after = assess(
+                after,
+                drop=investigation.drop,
+                drop_se=math.hypot(signals.current_se, signals.expected_se),
+                rows=signals.rows,
+                feature_drift=investigation.feature_drift,
+                cost=policy.retrain_cost_for(strategy.retrain_cpu_seconds),
+                config=strategy.value,
+            )
+    proposal = propose(investigation, signals, knowledge or KnowledgeBase(), strategy, value)
+    ruling = rule(proposal, tuple(history), policy, _time(signals.at))
+    return Decision(signals, investigation, proposal, ruling, value, after)
 
 
 def _canonical(data: Any) -> str:
@@ -277,6 +298,23 @@ class DecisionState:
         """The incident log: every incident's signals, one JSON line each (what ``replay`` reads)."""
         return self.folder / "incidents.jsonl"
 
+    def value_state(self, model_name: str, version: str, trained_rows: int) -> ValueState:
+        """The evidence on the value of retraining kept for the model's serving version.
+
+        Kept in ``value/<model>.json`` for one version: when ``champion`` has moved since, the
+        new champion starts afresh from its training rows (the learnt volume slope is kept).
+        """
+        path = self.folder / "value" / f"{model_name}.json"
+        kept = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        state = ValueState.from_dict(kept.get("state", {}))
+        return state if kept.get("version") == version else ValueState.trained_on(trained_rows, state.volume_gain)
+
+    def keep_value_state(self, model_name: str, version: str, value: ValueState) -> None:
+        """Keep the evidence for the model's serving version (``value_state`` reads it)."""
+        path = self.folder / "value" / f"{model_name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"version": version, "state": value.to_dict()}, sort_keys=True), encoding="utf-8")
+
     def approvals(self) -> Any:
         """The pending and resolved approvals."""
         from components.decide.approvals import Approvals
@@ -306,6 +344,7 @@ def decide_files(
     webhooks: str = "",
     run: str = "",
     previous_model_dir: Path | None = None,
+    champion_version: str = "",
     investigation_path: Path,
     decision_path: Path,
 ) -> Decision:
@@ -313,7 +352,9 @@ def decide_files(
 
     The previous champion's scores on the labelled batch are what a rollback is worth
     (``Signals.previous_metric``): the strategist proposes one when they win back enough of the
-    champion's loss.
+    champion's loss. The evidence on the value of retraining is carried between runs for the
+    champion's version in the decision state (``DecisionState.value_state``), so a slow decay
+    and the rows the champion was not trained on add up over batches as they do in the backtest.
 
     Args:
         model_dir: The champion's model folder.
@@ -333,6 +374,8 @@ def decide_files(
         run: The pipeline run deciding (its name goes on the ledger's ``decided`` entry).
         previous_model_dir: The previous champion's model folder (None, or a folder
             ``components.train.model.mark_absent`` wrote, when there is none).
+        champion_version: The champion's registered version ('': no evidence is carried between
+            runs, and a significant loss retrains).
         investigation_path: Where the investigation is written (JSON).
         decision_path: Where the decision is written (JSON).
 
@@ -372,6 +415,10 @@ def decide_files(
         previous_proba=previous.predict_proba(frame) if previous is not None and labelled else None,
         segment_columns=model.task.categorical,
     )
+    if champion_version:
+        trained = int(float(baseline.get("train_rows", 0)))
+        value = state.value_state(model_name, champion_version, trained)
+        signals = replace(signals, value_state=value.to_dict())
     state.incidents.parent.mkdir(parents=True, exist_ok=True)
     with state.incidents.open("a", encoding="utf-8") as log:
         log.write(_canonical(signals.to_dict()) + "\n")
@@ -384,15 +431,21 @@ def decide_files(
         investigator=investigator,
         strategy=strategy,
     )
+    if champion_version and decision.value_state is not None:
+        state.keep_value_state(model_name, champion_version, decision.value_state)
     hooks = [Webhook(url, kind) for kind, _, url in (h.partition("=") for h in webhooks.split(",") if h.strip())]
     record(decision, ledger, approvals=state.approvals(), alerter=Alerter(hooks) if hooks else None, run=run)
     write_json(json.loads(_canonical(decision.investigation.to_dict())), investigation_path)
-    write_json(json.loads(_canonical(decision.to_dict())), decision_path)
+    champion = {"model": model_name, "version": champion_version} if champion_version else None
+    write_json(json.loads(_canonical({**decision.to_dict(), "champion": champion})), decision_path)
     return decision
 
 
 def record_outcome_files(*, state: DecisionState, decision_path: Path, gate_path: Path, version: str) -> Outcome:
     """Learn from a gated candidate: its measured benefit goes to the knowledge base and the ledger.
+
+    A retrain decided on the value of retraining spends its evidence (``value.retrained``; kept
+    for the champion the decision names, its gain updating the volume slope).
 
     The benefit is measured on the gate's holdout (rows neither model was fitted on): the AUC
     gain over the champion for a retrain or an update, the fall of log loss for a recalibration
@@ -433,6 +486,13 @@ def record_outcome_files(*, state: DecisionState, decision_path: Path, gate_path
     )
     if not math.isnan(benefit):
         state.knowledge.add(outcome)
+    champion = decision.get("champion") or {}
+    if decision.get("value") and champion and action in ("retrain", "retrain_tune", "update"):
+        # The retrain was tried: its evidence is spent, and its gain measures the volume slope.
+        estimate = ValueEstimate.from_dict(decision["value"])
+        kept = state.value_state(champion["model"], champion["version"], estimate.window_rows)
+        spent = retrained(kept, estimate, served=bool(gate["promote"]), gain=benefit)
+        state.keep_value_state(champion["model"], champion["version"], spent)
     state.ledger.append(
         incident=outcome.incident,
         kind="gated",

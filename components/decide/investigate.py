@@ -123,6 +123,9 @@ class Signals:
         quality: The ingestion-anomaly agent's verdict (``ok``, ``warn``, ``incident``).
         quality_summary: Its one-line summary.
         segments: The model's loss per segment of the batch.
+        value_state: The evidence on the value of retraining carried from the served model's
+            earlier batches (``components.decide.value.ValueState.to_dict``; None: none kept, and
+            a significant loss retrains).
     """
 
     incident: str
@@ -148,6 +151,7 @@ class Signals:
     quality: str = "ok"
     quality_summary: str = ""
     segments: tuple[SegmentSignal, ...] = ()
+    value_state: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data (``from_dict`` reads it back)."""
@@ -175,7 +179,7 @@ class Signals:
         values["segments"] = tuple(SegmentSignal(**s) for s in values.get("segments", ()))
         values["importance"] = dict(values.get("importance", {}))
         for key, value in values.items():
-            if value is None and key != "multivariate_drift":
+            if value is None and key not in ("multivariate_drift", "value_state"):
                 values[key] = math.nan
         return cls(**values)
 

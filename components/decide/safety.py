@@ -95,6 +95,11 @@ class SafetyPolicy:
         cooldown_minutes: Minutes after an executed response before the next one runs.
         max_concurrent: Responses running at once.
         blackouts: Windows in which only rollbacks run on their own.
+        retrain_cost: What one retrain costs, in metric units summed over batches (0.05: serving
+            a model 0.01 worse for five batches costs as much): the cost ratio the value of
+            retraining is weighed against (``components.decide.value``).
+        cpu_second_cost: What one CPU-second of training costs, in the same units (added to
+            ``retrain_cost`` for the retrain's expected CPU-seconds).
     """
 
     confidence_threshold: float = 0.8
@@ -103,14 +108,22 @@ class SafetyPolicy:
     cooldown_minutes: float = 60.0
     max_concurrent: int = 1
     blackouts: tuple[Blackout, ...] = field(default_factory=tuple)
+    retrain_cost: float = 0.05
+    cpu_second_cost: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.confidence_threshold <= 1:
             raise ConfigError(f"confidence_threshold={self.confidence_threshold} must be within 0-1")
         if min(self.max_retrains_per_day, self.max_tuning_cpu_seconds_per_day, self.cooldown_minutes) < 0:
             raise ConfigError("budgets and the cooldown must not be negative")
+        if min(self.retrain_cost, self.cpu_second_cost) < 0:
+            raise ConfigError("retrain_cost and cpu_second_cost must not be negative")
         if self.max_concurrent < 1:
             raise ConfigError(f"max_concurrent={self.max_concurrent} must be at least 1")
+
+    def retrain_cost_for(self, cpu_seconds: float) -> float:
+        """A retrain's cost in metric-batches: ``retrain_cost`` plus its CPU-seconds at ``cpu_second_cost``."""
+        return self.retrain_cost + self.cpu_second_cost * max(cpu_seconds, 0.0)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SafetyPolicy":

@@ -8,28 +8,34 @@ One proposal per incident, from the investigation's kind and loss:
 * a prior shift: ``recalibrate`` (move the scores to the new prior: seconds, no training);
 * a loss the model served before does not have (it wins back ``rollback_share`` of it):
   ``rollback`` (no training);
-* a loss measured on labels: ``retrain`` on a recent window, ``update`` (more trees on the
-  recent rows) when ``prefer_update`` and the loss is mild, ``retrain_tune`` when the loss is
-  severe and tuning is available;
+* a retrain when it pays (``components.decide.value``): the served model's shortfall so far
+  (its drops below its record plus what the rows it was not trained on would add) exceeds a
+  retrain's cost; ``monitor`` until then, whether or not one batch's loss is significant. It is
+  ``retrain`` in the estimate's regime (recency or volume), ``update`` (more trees on the
+  recent rows) for a recency retrain when ``prefer_update`` and the loss is mild,
+  ``retrain_tune`` when the loss is severe and tuning is available. Without that estimate (no
+  evidence carried between batches) a significant loss retrains;
 * a loss estimated without labels: ``retrain``, at a discounted confidence (an estimate is
   weaker evidence, so the safety policy usually asks a person);
 * a loss that similar past retrains mostly did not fix (at least two of them, fewer than half
   helped): ``escalate``.
 
-Confidence = the evidence's strength (the normal probability of its z score) × the knowledge
-base's success rate of the action on similar incidents. Benefit is the loss won back, in the
-metric's units (in log loss relative to the prior's entropy for a recalibration); cost is in
-CPU-seconds.
+Confidence = the evidence's strength (the normal probability of its z score; for a retrain
+that pays, the probability that the shortfall exceeds its cost) × the knowledge base's success
+rate of the action on similar incidents. Benefit is the loss won back, in the metric's units (a
+paying retrain's expected gain over the value's horizon; in log loss relative to the prior's
+entropy for a recalibration); cost is in CPU-seconds.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from scipy import stats
 
 from components.decide.investigate import Investigation, Signals
 from components.decide.knowledge import KnowledgeBase
 from components.decide.safety import Proposal
+from components.decide.value import ValueConfig, ValueEstimate
 
 __all__ = ["StrategyConfig", "propose"]
 
@@ -48,6 +54,7 @@ class StrategyConfig:
         update_cpu_seconds: Expected CPU-seconds of an incremental update.
         min_gain: The smallest metric gain a rollback must show.
         rollback_share: Share of the loss a rollback must win back to be preferred to retraining.
+        value: How the value of retraining is estimated.
     """
 
     severe_drop: float = 0.08
@@ -59,6 +66,7 @@ class StrategyConfig:
     update_cpu_seconds: float = 20.0
     min_gain: float = 0.02
     rollback_share: float = 0.5
+    value: ValueConfig = field(default_factory=ValueConfig)
 
 
 def _strength(z: float) -> float:
@@ -66,7 +74,11 @@ def _strength(z: float) -> float:
 
 
 def propose(
-    inv: Investigation, signals: Signals, knowledge: KnowledgeBase, config: StrategyConfig = StrategyConfig()
+    inv: Investigation,
+    signals: Signals,
+    knowledge: KnowledgeBase,
+    config: StrategyConfig = StrategyConfig(),
+    value: ValueEstimate | None = None,
 ) -> Proposal:
     """Propose a response to an investigated incident.
 
@@ -75,6 +87,8 @@ def propose(
         signals: The incident's measurements.
         knowledge: Past outcomes.
         config: Costs and thresholds.
+        value: The value of retraining after this batch (``components.decide.value``); None
+            when no evidence is carried between batches (then a significant loss retrains).
 
     Returns:
         The proposal (the safety policy rules on it).
@@ -91,8 +105,9 @@ def propose(
 
     if inv.kind == "data_quality":
         return Proposal(inv.incident, "none", 1.0, 0.0, f"{inv.summary}: quarantined, nothing learnt from it")
-    if inv.kind in ("insufficient", "none"):
-        return Proposal(inv.incident, "none", 1.0, 0.0, inv.summary)
+    if inv.kind == "insufficient" or (inv.kind == "none" and not (value is not None and value.retrain)):
+        waiting = f"; a retrain does not pay yet: {value.phrase()}" if value is not None else ""
+        return Proposal(inv.incident, "none", 1.0, 0.0, f"{inv.summary}{waiting}")
     if inv.kind == "prior":
         won_back = signals.current_log_loss - signals.recalibrated_log_loss
         return proposal(
@@ -102,11 +117,11 @@ def propose(
             1.0,
             f"{inv.summary}; moving the scores to the {signals.label_current_rate:.1%} prior is enough",
         )
-    if not inv.loss:
+    if not inv.loss and value is None:
         return Proposal(inv.incident, "monitor", 1.0, 0.0, f"{inv.summary}; the model holds, watching")
     se = math.hypot(signals.current_se, signals.expected_se)
     rollback_pays = inv.rollback_gain >= max(config.min_gain, config.rollback_share * inv.drop)
-    if inv.measured and rollback_pays and se > 0:
+    if inv.loss and inv.measured and rollback_pays and se > 0:
         return proposal(
             "rollback",
             _strength(inv.rollback_gain / se),
@@ -114,6 +129,11 @@ def propose(
             0.0,
             f"{inv.summary}; the model served before scores {signals.previous_metric:.3f} on this batch",
         )
+    if value is not None and not value.retrain:
+        return Proposal(
+            inv.incident, "monitor", 1.0, 0.0, f"{inv.summary}; a retrain does not pay yet: {value.phrase()}",
+            round(value.gain_over_horizon, 4), 0.0,
+        )  # fmt: skip
     retrains = knowledge.similar(inv.kind, causes, "retrain")
     if retrains.matches >= 2 and retrains.successes < retrains.matches / 2:
         return Proposal(
@@ -121,20 +141,25 @@ def propose(
             f"{inv.summary}; {retrains.phrase('retrain')}: a person should look",
             round(inv.drop, 4), 0.0,
         )  # fmt: skip
-    strength = _strength(inv.z) if inv.measured else config.estimated_discount
-    basis = "" if inv.measured else " (estimated without labels)"
+    if value is not None:  # the shortfall has paid for a retrain: its confidence is the value test's
+        strength, benefit = value.confidence, value.gain_over_horizon
+        basis = f"; {value.phrase()}"
+    else:
+        strength = _strength(inv.z) if inv.measured else config.estimated_discount
+        benefit = inv.drop
+        basis = "" if inv.measured else " (estimated without labels)"
     if inv.drop >= config.severe_drop and config.tune:
         cost = config.retrain_cpu_seconds + config.tuning_cpu_seconds
         return proposal(
-            "retrain_tune", strength, inv.drop, cost, f"{inv.summary}{basis}; severe: retrain and tune",
+            "retrain_tune", strength, benefit, cost, f"{inv.summary}{basis}; severe: retrain and tune",
             config.tuning_cpu_seconds,
         )  # fmt: skip
-    if config.prefer_update and inv.drop < config.severe_drop:
+    if config.prefer_update and inv.drop < config.severe_drop and (value is None or value.regime == "recency"):
         return proposal(
             "update",
             strength,
-            inv.drop,
+            benefit,
             config.update_cpu_seconds,
             f"{inv.summary}{basis}; mild: update on recent rows",
         )
-    return proposal("retrain", strength, inv.drop, config.retrain_cpu_seconds, f"{inv.summary}{basis}; retrain")
+    return proposal("retrain", strength, benefit, config.retrain_cpu_seconds, f"{inv.summary}{basis}; retrain")
