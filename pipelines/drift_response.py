@@ -304,6 +304,8 @@ def drift_response_pipeline(
         min_drop=min_drop,
         severe_drop=severe_drop,
         prefer_update=prefer_update,
+        champion_version=champion.outputs["version"],
+        window_batches=window_batches,
         min_rows=min_rows,
         tune_trials=tune_trials,
         alert_webhooks=alert_webhooks,
@@ -331,7 +333,7 @@ def drift_response_pipeline(
             lake_dir=lake_dir,
             batch_id=batch,
             task=task,
-            window_batches=window_batches,
+            window_batches=decide.outputs["window_batches"],
             holdout_fraction=holdout_fraction,
         ).after(validate)
         tuned = tune_study(

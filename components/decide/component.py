@@ -32,6 +32,8 @@ def decide_response(
     investigation: Output[Artifact],
     decision: Output[Artifact],
     prefer_update: bool = False,
+    champion_version: str = "",
+    window_batches: int = 96,
 ) -> NamedTuple(
     "Decision",
     [
@@ -42,6 +44,7 @@ def decide_response(
         ("tier", str),
         ("incident", str),
         ("trials", int),
+        ("window_batches", int),
     ],
 ):
     """Investigate the batch's incident, propose a response, rule on it under the safety policy.
@@ -73,14 +76,18 @@ def decide_response(
         decision: The decision (JSON): proposal, ruling and reasons.
         prefer_update: A measured loss below ``severe_drop`` gets an incremental update of the
             champion (more trees on recent rows) rather than a retrain.
+        champion_version: The champion's version: the evidence on the value of retraining is
+            carried between runs for it ('': none is, and a significant loss retrains).
+        window_batches: The retraining window's batches (a volume retrain's window).
 
     Returns:
         The route (``Output``: ``retrain`` for a retrain or a tuned retrain, ``update``,
         ``recalibrate``, ``rollback``, or ``none``; kfp.local 2.17 resolves ``dsl.If`` conditions
         only on outputs named so), the action that runs now (``none`` unless the policy executes the
-        proposal), its reason, the incident's kind, the ruling's tier, the incident's id and the
+        proposal), its reason, the incident's kind, the ruling's tier, the incident's id, the
         trials the retrain's study runs (``tune_trials`` for a tuned retrain, else 1: the
-        champion's parameters).
+        champion's parameters) and the retraining window's batches (for a recency retrain, the
+        batches since the change point; else ``window_batches``).
     """
     from pathlib import Path
 
@@ -91,6 +98,7 @@ def decide_response(
     result = decide_files(
         model_dir=Path(model.path),
         previous_model_dir=Path(previous_model.path),
+        champion_version=champion_version,
         data_path=Path(data.path),
         drift_path=Path(drift_report.path),
         baseline_path=Path(baseline_scores.path),
@@ -116,7 +124,12 @@ def decide_response(
     reason = (
         f"{result.proposal.reason}; {tier}: " + "; ".join(result.ruling.reasons) if held else result.proposal.reason
     )
-    return (route, action, reason, result.investigation.kind, result.ruling.tier, result.signals.incident, trials)
+    value = result.value
+    # A recency retrain keeps the batches since the change point; a volume retrain the whole window.
+    window = (
+        min(max(value.window_batches, 1), window_batches) if value and value.regime == "recency" else window_batches
+    )
+    return (route, action, reason, result.investigation.kind, tier, result.signals.incident, trials, window)
 
 
 @dsl.component(base_image=COMPONENTS_IMAGE, install_kfp_package=False)

@@ -145,7 +145,7 @@ def test_the_previous_champion_is_fetched_scored_and_its_rollback_judged_and_lea
     rows = pd.read_parquet(batch)
     assert previous is not None and (previous.predict_proba(rows) == original.predict_proba(rows)).all()
 
-    route, action, reason, kind, tier, incident, trials = _decide(name, fetched, batch, tmp_path)
+    route, action, reason, kind, tier, incident, trials, _ = _decide(name, fetched, batch, tmp_path)
     decision = read_json(tmp_path / "decision.json")
     gain = decision["investigation"]["rollback_gain"]
     assert (route, action, tier, trials) == ("rollback", "rollback", "execute", 1), reason

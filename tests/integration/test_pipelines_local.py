@@ -78,10 +78,11 @@ def test_training_then_drift_response_on_real_batches(
     assert first["incident"] == f"{settings.model_name}-20241022131500" and first["tier"] in {"execute", "monitor"}
     assert 0.5 < first["batch_auc"] < 1 and first["baseline_auc"] == pytest.approx(champion.metrics["auc"])
 
-    # Thresholds that call any batch a loss, and a safety policy that executes any proposal at
-    # once, exercise the retrain branch: window, a tuned study (the drop is "severe"), train,
-    # challenger, gate, and (when the gate passes an equivalent challenger) a canary under live
-    # traffic with labels.
+    # A champion trained on one batch is data-starved: the rows of the two batches since add to
+    # the value of retraining for volume. A cheap retrain (retrain_cost 0.005 metric-batches), a
+    # "severe" threshold and a safety policy that executes any proposal at once exercise the
+    # retrain branch: window, a tuned study, train, challenger, gate, and (when the gate passes
+    # an equivalent challenger) a canary under live traffic with labels.
     live = validated(BATCHES[2]).sample(n=500, random_state=0)
     traffic = TrafficReplayer(served.url, settings.model_name, *payloads.labelled_instances(live, task))
     with traffic:
@@ -93,7 +94,7 @@ def test_training_then_drift_response_on_real_batches(
                 "alpha": 0.999,
                 "min_drop": -1.0,
                 "severe_drop": -1.0,
-                "safety_policy": "{confidence_threshold: 0.0, cooldown_minutes: 0}",
+                "safety_policy": "{confidence_threshold: 0.0, cooldown_minutes: 0, retrain_cost: 0.005}",
                 "evidently": "always",
                 "tune_trials": 4,
                 "prefer_challenger": True,
@@ -101,7 +102,14 @@ def test_training_then_drift_response_on_real_batches(
             },
             log_path=settings.logs_dir / "r2.log",
         )
-    assert second["action"] == "retrain_tune" and second["tier"] == "execute"
+    assert second["action"] == "retrain_tune" and second["tier"] == "execute", second["reason"]
+    decisions = [json.loads(p.read_text()) for p in settings.pipeline_root.rglob("decide-response/decision")]
+    (value,) = [d["value"] for d in decisions if d["incident"] == second["incident"]]
+    assert value["retrain"] and value["regime"] == "volume" and value["volume"] > 0 and value["rows_ratio"] > 2
+    assert "volume retrain" in second["reason"] and "expected gain" in second["reason"]
+    # The retrain was tried: the evidence kept for the champion it was decided for is spent.
+    kept = json.loads((settings.decisions.folder / "value" / f"{settings.model_name}.json").read_text())
+    assert kept["version"] == "1" and kept["state"]["volume_shortfall"] == 0.0
     challenger = find_alias(tracking_uri=settings.tracking_uri, model_name=settings.model_name, alias="challenger")
     assert challenger is not None and int(challenger.version) >= 2
     now = find_alias(tracking_uri=settings.tracking_uri, model_name=settings.model_name)
