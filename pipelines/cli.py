@@ -155,10 +155,17 @@ def _parser() -> argparse.ArgumentParser:
         answer.add_argument("--actor", default="", help="who answers (default: user@host)")
     commands.add_parser("approvals", help="list the escalated responses waiting for an answer")
     backtest = commands.add_parser("backtest", help="replay a labelled history batch by batch under each policy")
-    backtest.add_argument("--data", type=Path, required=True, help="a CSV, or a folder of GDELT 2.0 exports")
-    backtest.add_argument("--target", default=None, help="the CSV's binary label column (required for a CSV)")
+    backtest.add_argument(
+        "--data", type=Path, required=True, action="append", help="a CSV, or a folder of GDELT 2.0 exports (repeatable)"
+    )
+    backtest.add_argument(
+        "--target", action="append", default=[], help="a CSV's binary label column (one for all CSVs, or one per CSV)"
+    )
     backtest.add_argument("--time-col", default=None, help="the CSV's column to order rows by (not a feature)")
     backtest.add_argument("--batch-size", type=int, default=1000, help="rows per CSV batch (default 1000)")
+    backtest.add_argument(
+        "--gdelt-batch-rows", type=int, default=0, help="rows per GDELT batch (default 0: one batch per export)"
+    )
     backtest.add_argument("--metric", default="auto", choices=["auto", "accuracy", "auc"], help="batch metric")
     backtest.add_argument("--window", type=int, default=5000, help="rows retrains use, 0 for all (default 5000)")
     backtest.add_argument("--rounds", type=int, default=200, help="LightGBM rounds per model (default 200)")
@@ -306,28 +313,36 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _backtest(args: argparse.Namespace) -> int:
     from components.backtest.core import BacktestConfig, csv_stream, gdelt_stream, run_backtest, write_backtest
-
-    if args.data.is_dir():
-        stream = gdelt_stream(args.data, metric=args.metric)
-    elif args.target is None:
-        raise ConfigError(f"{args.data} is a file: give its label column with --target")
-    else:
-        stream = csv_stream(
-            args.data, target=args.target, time_column=args.time_col, batch_size=args.batch_size, metric=args.metric
-        )
-    if stream.unlabelled_rows:
-        print(f"{stream.unlabelled_rows} rows have no label and are left out (counted in kpis.json)")
     from components.decide.core import load_safety_policy
 
+    csvs = [path for path in args.data if not path.is_dir()]
+    if csvs and len(args.target) not in (1, len(csvs)):
+        raise ConfigError(f"{len(csvs)} CSV stream(s) and {len(args.target)} --target: give one for all or one each")
+    targets = iter(args.target * len(csvs) if len(args.target) == 1 else args.target)
+    streams = []
+    for path in args.data:
+        if path.is_dir():
+            streams.append(gdelt_stream(path, metric=args.metric, batch_rows=args.gdelt_batch_rows))
+            continue
+        streams.append(csv_stream(
+            path, target=next(targets), time_column=args.time_col, batch_size=args.batch_size, metric=args.metric
+        ))  # fmt: skip
     safety = load_safety_policy(args.safety_policy)
     config = BacktestConfig(rounds=args.rounds, window=args.window, safety=safety, batch_hours=args.batch_hours)
-    document = write_backtest(stream, run_backtest(stream, config), args.out)
-    print(f"{stream.source}: {len(stream.batches)} batches, metric {stream.metric}")
-    for name, row in document["policies"].items():
-        print(f"  {name:12} mean {row['mean_batch_metric']:.4f}  overall {row['overall_metric']:.4f}  "
-              f"retrains {row['retrains']:3}  train {row['train_seconds']:.1f}s")  # fmt: skip
-    print(f"driftpilot: {document['driftpilot_share_of_gain']:.0%} of every_batch's gain with "
-          f"{document['driftpilot_share_of_retrains']:.0%} of its retrains; {args.out / 'kpis.json'}")  # fmt: skip
+    document = write_backtest([(stream, run_backtest(stream, config)) for stream in streams], args.out)
+    for stream, row in zip(streams, document["streams"], strict=True):
+        print(f"{stream.source}: {len(stream.batches)} batches, metric {stream.metric}")
+        if stream.unlabelled_rows:
+            print(f"  {stream.unlabelled_rows} rows have no label and are left out (counted in kpis.json)")
+        for name, policy in row["policies"].items():
+            if name.startswith(("periodic_", "driftpilot@")) and name not in ("periodic_5", "periodic_10"):
+                continue  # every schedule and cost is in kpis.json and the frontier plots
+            print(f"  {name:12} mean {policy['mean_batch_metric']:.4f}  overall {policy['overall_metric']:.4f}  "
+                  f"retrains {policy['retrains']:3}  train {policy['train_seconds']:.1f}s")  # fmt: skip
+        print(f"  driftpilot: {row['driftpilot_share_of_gain']:.0%} of every_batch's gain with "
+              f"{row['driftpilot_share_of_retrains']:.0%} of its retrains and {row['driftpilot_share_of_seconds']:.0%} "
+              f"of its training seconds; UPF area above every schedule: {row['upf_beats_every_periodic']}")  # fmt: skip
+    print(f"{args.out / 'kpis.json'}, {args.out / 'frontier.png'}")
     return 0
 
 

@@ -25,8 +25,9 @@ import datetime as dt
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from components.decide.knowledge import KnowledgeBase, Outcome
 from components.decide.safety import Executed, SafetyPolicy
 from components.decide.signals import relative_log_loss, signals_from_scores
 from components.decide.strategy import StrategyConfig
+from components.decide.value import ValueState, retrained, worth_deploying
 from components.train.model import prior_corrected, recalibration_odds
 
 __all__ = [
@@ -48,12 +50,15 @@ __all__ = [
     "PolicyRun",
     "Stream",
     "csv_stream",
+    "frame_stream",
     "gdelt_stream",
     "kpis",
     "replay_driftpilot",
     "replay_static",
     "run_backtest",
+    "upf_area",
     "write_backtest",
+    "write_report",
 ]
 
 
@@ -99,8 +104,11 @@ class BacktestConfig:
 
     Attributes:
         rounds: Boosting rounds per model.
-        window: Rows the baselines (and driftpilot's recent window) train on; 0 for all rows seen.
+        window: Rows the baselines (and driftpilot's first model) train on; 0 for all rows seen.
         periods: The k of the ``periodic_<k>`` baselines.
+        costs: The retrain costs (metric-batches) driftpilot also runs at, for the frontier and
+            UPF's area metric (log-spaced over two orders of magnitude).
+        holdout_fraction: Share of the newest batch held out of driftpilot's candidate, to judge it.
         alpha: driftpilot's test level.
         min_drop: The smallest drop of the batch metric driftpilot acts on.
         seed: Training seed.
@@ -110,7 +118,9 @@ class BacktestConfig:
 
     rounds: int = 200
     window: int = 5000
-    periods: tuple[int, ...] = (3, 5, 10)
+    periods: tuple[int, ...] = tuple(range(2, 21))
+    costs: tuple[float, ...] = (0.005, 0.016, 0.05, 0.16, 0.5)
+    holdout_fraction: float = 0.3
     alpha: float = 0.01
     min_drop: float = 0.02
     seed: int = 0
@@ -149,10 +159,34 @@ def csv_stream(
         ConfigError: When a column is missing, the target is not binary or there are fewer than
             two batches.
     """
-    frame = pd.read_csv(path)
+    return frame_stream(
+        pd.read_csv(path),
+        target=target,
+        time_column=time_column,
+        batch_size=batch_size,
+        metric=metric,
+        source=str(path),
+    )
+
+
+def frame_stream(
+    frame: pd.DataFrame,
+    *,
+    target: str,
+    time_column: str | None = None,
+    batch_size: int = 1000,
+    metric: str = "auto",
+    source: str = "a table",
+) -> Stream:
+    """A labelled table as a stream (``csv_stream``'s rules; ``source`` names it in errors and reports).
+
+    Raises:
+        ConfigError: When a column is missing, the target is not binary or there are fewer than
+            two batches.
+    """
     for column in (target, time_column):
         if column and column not in frame.columns:
-            raise ConfigError(f"{path} has no column {column!r}; columns: {list(frame.columns)}")
+            raise ConfigError(f"{source} has no column {column!r}; columns: {list(frame.columns)}")
     if time_column:
         frame = frame.sort_values(time_column, kind="stable")
     labels, present = _binary(frame[target], target)
@@ -168,11 +202,14 @@ def csv_stream(
               labels[start : start + batch_size])
         for start in range(0, len(frame), batch_size)
     )  # fmt: skip
-    return _stream(batches, metric, str(path), int((~present).sum()))
+    return _stream(batches, metric, source, int((~present).sum()))
 
 
-def gdelt_stream(folder: Path, *, task_name: str = "gdelt-tone", metric: str = "auto") -> Stream:
+def gdelt_stream(folder: Path, *, task_name: str = "gdelt-tone", metric: str = "auto", batch_rows: int = 0) -> Stream:
     """Read a folder of GDELT 2.0 exports as one batch per export (validated rows, the task's features).
+
+    With ``batch_rows`` the exports' rows, in time order, are cut into batches of that many
+    rows instead (each named and timed after the export its first row came from).
 
     Raises:
         ConfigError: When the folder holds fewer than two exports.
@@ -194,6 +231,18 @@ def gdelt_stream(folder: Path, *, task_name: str = "gdelt-tone", metric: str = "
         name = path.name.split(".")[0]
         at = dt.datetime.strptime(name, "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC).isoformat()
         batches.append(Batch(name, build_features(valid, task).reset_index(drop=True), labels, at))
+    if batch_rows and batches:
+        features = pd.concat([b.features for b in batches], ignore_index=True)
+        for column in features.columns:  # exports with other categories concatenate to objects
+            if isinstance(batches[0].features[column].dtype, pd.CategoricalDtype):
+                features[column] = features[column].astype("category")
+        labels = np.concatenate([b.labels for b in batches])
+        origin = np.repeat(np.arange(len(batches)), [len(b.labels) for b in batches])
+        batches = [
+            Batch(f"{batches[origin[i]].name}+{i}", features.iloc[i : i + batch_rows].reset_index(drop=True),
+                  labels[i : i + batch_rows], batches[origin[i]].at)
+            for i in range(0, len(labels), batch_rows)
+        ]  # fmt: skip
     return _stream(tuple(batches), metric, str(folder))
 
 
@@ -242,66 +291,99 @@ class PolicyRun:
 
 
 class _Trainer:
+    """Fits and scores for every policy of one stream: each fit is made once and charged to each policy using it."""
+
     def __init__(self, stream: Stream, config: BacktestConfig) -> None:
         self.stream = stream
         self.config = config
         first = stream.batches[0].features
         self.categorical = [c for c in first.columns if isinstance(first[c].dtype, pd.CategoricalDtype)]
-
-    def rows(self, last: int, window: int) -> tuple[pd.DataFrame, np.ndarray]:
-        """The last ``window`` rows (0: all) of batches 0..last."""
-        features = pd.concat([b.features for b in self.stream.batches[: last + 1]], ignore_index=True)
+        self.features = pd.concat([b.features for b in stream.batches], ignore_index=True)
         for column in self.categorical:  # batches with other categories concatenate to objects
-            features[column] = features[column].astype("category")
-        labels = np.concatenate([b.labels for b in self.stream.batches[: last + 1]])
-        if window and len(labels) > window:
-            features, labels = features.iloc[-window:], labels[-window:]
-        return features, labels
+            self.features[column] = self.features[column].astype("category")
+        self.labels = np.concatenate([b.labels for b in stream.batches])
+        self.ends = np.cumsum([len(b.labels) for b in stream.batches])
+        self._fits: dict[tuple[int, int], tuple[Any, float]] = {}
+        self._scores: dict[tuple[int, int, int], np.ndarray] = {}
+        self._profiles: dict[tuple[int, int], Any] = {}
 
-    def fit(self, features: pd.DataFrame, labels: np.ndarray, run: PolicyRun) -> Any:
-        import lightgbm as lgb
+    def span(self, last: int, rows: int, held_out: int = 0) -> tuple[int, int]:
+        """Rows ``[start, end)``: the last ``rows`` (0: all) of batches 0..last, less its newest ``held_out``."""
+        end = int(self.ends[last]) - held_out
+        return (max(0, end - rows) if rows else 0, end)
 
-        started = time.perf_counter()
-        params = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 20,
-                  "num_threads": 1, "verbose": -1, "seed": self.config.seed, "deterministic": True}  # fmt: skip
-        booster = lgb.train(params, lgb.Dataset(features, labels), num_boost_round=self.config.rounds)
-        run.train_seconds += time.perf_counter() - started
-        return booster
+    def fit(self, span: tuple[int, int], run: PolicyRun) -> tuple[int, int]:
+        """Fit LightGBM on the span's rows (once per stream); its CPU-seconds are charged to ``run``."""
+        if span not in self._fits:
+            import lightgbm as lgb
+
+            started = time.process_time()
+            params = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 20,
+                      "num_threads": 1, "verbose": -1, "seed": self.config.seed, "deterministic": True}  # fmt: skip
+            data = lgb.Dataset(self.features.iloc[span[0] : span[1]], self.labels[span[0] : span[1]])
+            booster = lgb.train(params, data, num_boost_round=self.config.rounds)
+            self._fits[span] = (booster, time.process_time() - started)
+        run.train_seconds += self._fits[span][1]
+        return span
+
+    def seconds(self) -> float:
+        """The mean CPU-seconds of the fits so far."""
+        return float(np.mean([s for _, s in self._fits.values()])) if self._fits else 0.0
+
+    def scores(self, span: tuple[int, int], t: int) -> np.ndarray:
+        """The scores of the model fitted on ``span`` on batch t."""
+        key = (*span, t)
+        if key not in self._scores:
+            self._scores[key] = np.asarray(self._fits[span][0].predict(self.stream.batches[t].features), "float64")
+        return self._scores[key]
+
+    def profile(self, span: tuple[int, int]) -> Any:
+        """The drift reference of the span's rows."""
+        if span not in self._profiles:
+            from components.drift.core import LABEL, profile_features
+
+            frame = self.features.iloc[span[0] : span[1]].copy()
+            frame[LABEL] = pd.Series(self.labels[span[0] : span[1]], index=frame.index).astype("string")
+            numeric = [c for c in frame.columns if c != LABEL and c not in self.categorical]
+            self._profiles[span] = profile_features(frame, numeric=numeric, categorical=self.categorical)
+        return self._profiles[span]
+
+    def importance(self, span: tuple[int, int]) -> dict[str, float]:
+        """The model's gain importance share per feature."""
+        booster = self._fits[span][0]
+        gains = np.asarray(booster.feature_importance("gain"), dtype="float64")
+        total = float(gains.sum())
+        return {n: float(g) / total if total else 0.0 for n, g in zip(booster.feature_name(), gains, strict=True)}
 
 
-def _replay(stream: Stream, config: BacktestConfig, name: str, period: int) -> PolicyRun:
+def _replay(stream: Stream, config: BacktestConfig, name: str, period: int, trainer: _Trainer) -> PolicyRun:
     """A baseline: retrain after every ``period``-th batch on the last ``window`` rows (0: never)."""
-    trainer = _Trainer(stream, config)
     run = PolicyRun(name)
-    model = trainer.fit(*trainer.rows(0, config.window), run)
+    model = trainer.fit(trainer.span(0, config.window), run)
     for t in range(1, len(stream.batches)):
         batch = stream.batches[t]
-        proba = np.asarray(model.predict(batch.features), dtype="float64")
+        proba = trainer.scores(model, t)
         run.batch_metrics.append(_score(stream.metric, batch.labels, proba))
         run.labels.append(batch.labels)
         run.scores.append(proba)
         if period and t % period == 0 and t < len(stream.batches) - 1:
-            model = trainer.fit(*trainer.rows(t, config.window), run)
+            model = trainer.fit(trainer.span(t, config.window), run)
             run.retrain_after.append(t)
             run.reasons.append(f"after {batch.name}: every {period} batches")
     return run
 
 
-def _driftpilot_window(stream: Stream, config: BacktestConfig) -> Callable[..., int]:
-    def window(t: int, trainer: _Trainer, run: PolicyRun) -> int:
-        """The window that, trained without batch t, scores batch t better: recent rows or all rows."""
-        if not config.window:
-            return 0
-        latest = stream.batches[t]
-        best, chosen = -math.inf, config.window
-        for candidate in (config.window, 0):
-            model = trainer.fit(*trainer.rows(t - 1, candidate), run)
-            value = _score(stream.metric, latest.labels, np.asarray(model.predict(latest.features), dtype="float64"))
-            if value > best:
-                best, chosen = value, candidate
-        return chosen
+def _paired_gain(metric: str, labels: np.ndarray, old: np.ndarray, new: np.ndarray) -> tuple[float, float]:
+    """The new scores' metric minus the old ones' on the same rows, and its standard error."""
+    if metric == "accuracy":
+        diff = ((new >= 0.5) == labels).astype("float64") - ((old >= 0.5) == labels).astype("float64")
+        return float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else math.inf
+    if not 0 < labels.sum() < len(labels):
+        return math.nan, math.nan
+    from components.gate.stats import compare_aucs
 
-    return window
+    compared = compare_aucs(labels, old, new)
+    return float(compared.gain), float(compared.se)
 
 
 def _log_loss(labels: np.ndarray, proba: np.ndarray) -> float:
@@ -313,28 +395,14 @@ def _log_loss(labels: np.ndarray, proba: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class _Served:
-    """A model as driftpilot serves it: a booster, its prior correction and its drift reference."""
+    """A model as driftpilot serves it: its training rows and its prior correction."""
 
-    booster: Any
-    profile: Any
+    span: tuple[int, int]
     odds: float = 1.0
 
-    def predict(self, features: pd.DataFrame) -> np.ndarray:
-        return prior_corrected(np.asarray(self.booster.predict(features), dtype="float64"), self.odds)
-
-    def importance(self) -> dict[str, float]:
-        gains = np.asarray(self.booster.feature_importance("gain"), dtype="float64")
-        total = float(gains.sum())
-        return {n: float(g) / total if total else 0.0 for n, g in zip(self.booster.feature_name(), gains, strict=True)}
-
-
-def _drift_reference(trainer: _Trainer, features: pd.DataFrame, labels: np.ndarray) -> Any:
-    from components.drift.core import LABEL, profile_features
-
-    frame = features.copy()
-    frame[LABEL] = pd.Series(labels, index=frame.index).astype("string")
-    numeric = [c for c in frame.columns if c != LABEL and c not in trainer.categorical]
-    return profile_features(frame, numeric=numeric, categorical=trainer.categorical)
+    @property
+    def rows(self) -> int:
+        return self.span[1] - self.span[0]
 
 
 def _drift_report(profile: Any, batch: Batch) -> dict[str, Any]:
@@ -345,46 +413,59 @@ def _drift_report(profile: Any, batch: Batch) -> dict[str, Any]:
     return compare(profile, summarize_window(frame, profile)).to_dict()
 
 
-def replay_driftpilot(stream: Stream, config: BacktestConfig = BacktestConfig()) -> PolicyRun:
-    """The decision layer on the stream: investigate, propose, rule, then act and learn.
+def replay_driftpilot(
+    stream: Stream, config: BacktestConfig = BacktestConfig(), *, cost: float | None = None, trainer: Any = None
+) -> PolicyRun:
+    """The decision layer on the stream: investigate, weigh the value of retraining, propose, rule, then act and learn.
 
-    Actions: ``retrain`` (on the window that validates better), ``update`` (more trees on the
-    latest batch), ``recalibrate`` (move the scores to the latest batch's prior), ``rollback``
-    (serve the previous model again). Escalations are not executed. Tuning is not available here.
-    Each action's benefit is measured on the next batch (the new model's metric minus the old
-    one's) and kept in the knowledge base the strategist consults.
+    After each batch the evidence on the value of retraining (``components.decide.value``) goes
+    into the signals; a retrain that pays fits one candidate in the estimate's regime (the rows
+    since the change point, or every row since, at most ``max_rows``), with the newest
+    ``holdout_fraction`` of the batch held out, as the pipeline's training window holds them
+    out; it serves when its gain there pays its cost (``worth_deploying``). Other actions: a
+    recalibration to the latest prior, a rollback to the model served before. Escalations are
+    not executed; tuning and updates are not available here. Each response's benefit on the
+    next batch goes to the knowledge base.
+
+    Args:
+        stream: The history.
+        config: How models train and the policy decides.
+        cost: A retrain's cost in metric-batches (None: the safety policy's ``retrain_cost``);
+            the run is named ``driftpilot@<cost>`` when given.
+        trainer: Fits shared with other policies of the same stream (None: its own).
     """
-    trainer = _Trainer(stream, config)
-    run = PolicyRun("driftpilot")
+    trainer = trainer if trainer is not None else _Trainer(stream, config)
+    policy = config.safety if cost is None else dc_replace(config.safety, retrain_cost=cost)
+    run = PolicyRun("driftpilot" if cost is None else f"driftpilot@{cost:g}")
     knowledge = KnowledgeBase()
     investigator = InvestigatorConfig(alpha=config.alpha, min_drop=config.min_drop)
-    strategy = StrategyConfig(tune=False)
-    choose_window = _driftpilot_window(stream, config)
     first = stream.batches[0].features
     segment_columns = [c for c in trainer.categorical if first[c].nunique() <= 50]
     origin = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
-    def fit(last: int, window: int) -> _Served:
-        features, labels = trainer.rows(last, window)
-        return _Served(trainer.fit(features, labels, run), _drift_reference(trainer, features, labels))
-
-    served, previous = fit(0, config.window), None
+    served, previous = _Served(trainer.fit(trainer.span(0, config.window), run)), None
+    strategy = StrategyConfig(tune=False, retrain_cpu_seconds=trainer.seconds())
+    value = ValueState.trained_on(served.rows, strategy.value.volume_prior)
     record: list[tuple[float, float, float]] = []  # the served model's (metric, se, relative log loss)
     history: list[Executed] = []
     pending: tuple[Decision, _Served] | None = None  # an action whose benefit the next batch measures
+
+    def predict(model: _Served, t: int) -> np.ndarray:
+        return prior_corrected(trainer.scores(model.span, t), model.odds)
+
     for t in range(1, len(stream.batches)):
         batch = stream.batches[t]
-        proba = served.predict(batch.features)
-        value = _score(stream.metric, batch.labels, proba)
-        run.batch_metrics.append(value)
+        proba = predict(served, t)
+        metric = _score(stream.metric, batch.labels, proba)
+        run.batch_metrics.append(metric)
         run.labels.append(batch.labels)
         run.scores.append(proba)
         if pending is not None:  # the benefit in the metric, or in log loss for a recalibration
             done, before = pending
             if done.proposal.action == "recalibrate":
-                benefit = _log_loss(batch.labels, before.predict(batch.features)) - _log_loss(batch.labels, proba)
+                benefit = _log_loss(batch.labels, predict(before, t)) - _log_loss(batch.labels, proba)
             else:
-                benefit = value - _score(stream.metric, batch.labels, before.predict(batch.features))
+                benefit = metric - _score(stream.metric, batch.labels, predict(before, t))
             causes = tuple(c.feature for c in done.investigation.causes)
             if not math.isnan(benefit):
                 knowledge.add(Outcome(done.signals.incident, done.signals.at, done.investigation.kind, causes,
@@ -408,68 +489,100 @@ def replay_driftpilot(stream: Stream, config: BacktestConfig = BacktestConfig())
             labels=batch.labels,
             proba=proba,
             frame=batch.features,
-            drift=_drift_report(served.profile, batch),
-            importance=served.importance(),
+            drift=_drift_report(trainer.profile(served.span), batch),
+            importance=trainer.importance(served.span),
             quality=batch.quality,
-            previous_proba=previous.predict(batch.features) if previous is not None else None,
+            previous_proba=predict(previous, t) if previous is not None else None,
             segment_columns=segment_columns,
         )
+        signals = dc_replace(signals, value_state=value.to_dict())
         record.append((signals.current, signals.current_se, signals.current_log_loss))
         decision = respond(
-            signals, policy=config.safety, history=history, knowledge=knowledge, investigator=investigator,
-            strategy=strategy,
-        )  # fmt: skip
+            signals, policy=policy, history=history, knowledge=knowledge, investigator=investigator, strategy=strategy
+        )
         run.decisions.append(decision)
+        value = decision.value_state or value
         action = decision.action
         if action in ("none", "monitor", "escalate"):
             continue
         history.append(Executed(dt.datetime.fromisoformat(at), action))
         before = served
-        if action in ("retrain", "retrain_tune"):
-            served = fit(t, choose_window(t, trainer, run))
-        elif action == "update":
-            import lightgbm as lgb
-
-            started = time.perf_counter()
-            params = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 31, "num_threads": 1,
-                      "verbose": -1, "seed": config.seed, "deterministic": True}  # fmt: skip
-            booster = lgb.train(params, lgb.Dataset(batch.features, batch.labels), num_boost_round=config.rounds // 4,
-                                init_model=served.booster, keep_training_booster=True)  # fmt: skip
-            run.train_seconds += time.perf_counter() - started
-            served = _Served(booster, served.profile, served.odds)
+        if action == "retrain" and decision.value is not None:
+            estimate = decision.value
+            held = round(len(batch.labels) * config.holdout_fraction)
+            candidate = _Served(trainer.fit(trainer.span(t, estimate.window_rows, held), run))
+            labels = batch.labels[len(batch.labels) - held :]
+            gain, gain_se = _paired_gain(stream.metric, labels, proba[-held:], predict(candidate, t)[-held:])
+            deploys = worth_deploying(gain, gain_se, policy.retrain_cost_for(strategy.retrain_cpu_seconds),
+                                      strategy.value)  # fmt: skip
+            value = retrained(value, estimate, served=deploys, gain=gain, config=strategy.value)
+            run.retrain_after.append(t)
+            verdict = (
+                f"candidate {gain:+.4f} ± {gain_se:.4f} on the held-out rows: {'serves' if deploys else 'kept out'}"
+            )
+            run.reasons.append(f"after {batch.name}: retrain ({verdict}): {decision.proposal.reason}")
+            if not deploys:
+                continue
+            served = candidate
         elif action == "recalibrate":
-            served = _Served(served.booster, served.profile, served.odds * recalibration_odds(proba, batch.labels))
+            served = _Served(served.span, served.odds * recalibration_odds(proba, batch.labels))
+            run.reasons.append(f"after {batch.name}: {action}: {decision.proposal.reason}")
         elif action == "rollback" and previous is not None:
             served = previous
+            value = ValueState.trained_on(served.rows, value.volume_gain)
+            run.reasons.append(f"after {batch.name}: {action}: {decision.proposal.reason}")
+        else:
+            continue
         previous = before
         if action != "recalibrate":  # the same trees keep their record
             record = []
         pending = (decision, before)
-        if action in ("update", "retrain", "retrain_tune"):
-            run.retrain_after.append(t)
-        run.reasons.append(f"after {batch.name}: {action}: {decision.proposal.reason}")
     return run
 
 
 def replay_static(stream: Stream, config: BacktestConfig = BacktestConfig()) -> PolicyRun:
     """The static model: trained on the first batch, never retrained."""
-    return _replay(stream, config, "static", 0)
+    return _replay(stream, config, "static", 0, _Trainer(stream, config))
 
 
 def run_backtest(stream: Stream, config: BacktestConfig = BacktestConfig()) -> list[PolicyRun]:
-    """Replay the stream under every policy.
+    """Replay the stream under every policy; fits are shared (each charged to every policy using it).
 
     Returns:
-        One run per policy: static, every_batch, periodic_<k> (each k), driftpilot.
+        One run per policy: static, every_batch, periodic_<k> (each k), driftpilot (at the safety
+        policy's ``retrain_cost``) and ``driftpilot@<cost>`` for each of ``config.costs``.
     """
-    runs = [replay_static(stream, config), _replay(stream, config, "every_batch", 1)]
-    runs.extend(_replay(stream, config, f"periodic_{k}", k) for k in config.periods)
-    runs.append(replay_driftpilot(stream, config))
+    trainer = _Trainer(stream, config)
+    runs = [_replay(stream, config, "static", 0, trainer), _replay(stream, config, "every_batch", 1, trainer)]
+    runs.extend(_replay(stream, config, f"periodic_{k}", k, trainer) for k in config.periods)
+    runs.append(replay_driftpilot(stream, config, trainer=trainer))
+    runs.extend(replay_driftpilot(stream, config, cost=c, trainer=trainer) for c in config.costs)
     return runs
 
 
+def upf_area(mean_metric: float, retrains: float, batches: int, costs: Sequence[float]) -> float:
+    """UPF's area metric of a fixed policy: its metric less the retrains' cost per batch, averaged over the costs.
+
+    Regol et al. (ICML 2025) score a policy by its performance-plus-cost curve over a range of
+    cost ratios; here a retrain costs ``c`` metric-batches, so at ratio ``c`` a policy is worth
+    ``mean_metric − c · retrains / batches`` per batch.
+    """
+    return float(np.mean([mean_metric - c * retrains / batches for c in costs]))
+
+
+def _share(part: float, whole: float) -> float:
+    return part / whole if whole else math.nan
+
+
 def kpis(stream: Stream, runs: Sequence[PolicyRun]) -> dict[str, Any]:
-    """The ``kpis.json`` document."""
+    """The ``kpis.json`` document of one stream: every policy, the frontier and UPF's area metric.
+
+    UPF's area is taken over the costs driftpilot ran at (its ``driftpilot@<cost>`` runs), or
+    ``BacktestConfig.costs`` when there are none.
+    """
+    costs = [float(r.name.split("@")[1]) for r in runs if r.name.startswith("driftpilot@")] or list(
+        BacktestConfig.costs
+    )
     policies = {}
     for run in runs:
         metrics = [m for m in run.batch_metrics if not math.isnan(m)]
@@ -480,53 +593,110 @@ def kpis(stream: Stream, runs: Sequence[PolicyRun]) -> dict[str, Any]:
             "retrains": len(run.retrain_after),
             "train_seconds": round(run.train_seconds, 3),
         }
-    static, every = policies["static"]["mean_batch_metric"], policies["every_batch"]["mean_batch_metric"]
-    gain = every - static
+    scored = len(stream.batches) - 1
+    static, every = policies["static"], policies["every_batch"]
+    gain = every["mean_batch_metric"] - static["mean_batch_metric"]
     ours = policies["driftpilot"]
     ours_run = next(run for run in runs if run.name == "driftpilot")
+    fixed = {n: p for n, p in policies.items() if not n.startswith("driftpilot")}
+    area = {n: upf_area(p["mean_batch_metric"], p["retrains"], scored, costs) for n, p in fixed.items()}
+    at_cost = [policies.get(f"driftpilot@{c:g}") for c in costs]
+    if all(p is not None for p in at_cost):  # driftpilot adapts to each cost: its run at that cost
+        area["driftpilot"] = float(np.mean([
+            p["mean_batch_metric"] - c * p["retrains"] / scored for p, c in zip(at_cost, costs, strict=True) if p
+        ]))  # fmt: skip
+    periodic = {n: p for n, p in fixed.items() if n.startswith("periodic_")}
+    mean = ours["mean_batch_metric"]
+    beaten_by = sorted(
+        (n for n, p in periodic.items() if p["retrains"] <= ours["retrains"] and p["mean_batch_metric"] > mean),
+        key=lambda n: int(n.split("_")[1]),
+    )
     return {
         "metric": stream.metric,
         "source": stream.source,
         "batches": len(stream.batches),
         "rows_without_label": stream.unlabelled_rows,
         "policies": policies,
-        "driftpilot_share_of_gain": (ours["mean_batch_metric"] - static) / gain if gain > 0 else math.nan,
-        "driftpilot_share_of_retrains": (
-            ours["retrains"] / policies["every_batch"]["retrains"] if policies["every_batch"]["retrains"] else math.nan
-        ),
+        "driftpilot_share_of_gain": (mean - static["mean_batch_metric"]) / gain if gain > 0 else math.nan,
+        "driftpilot_share_of_retrains": _share(ours["retrains"], every["retrains"]),
+        "driftpilot_share_of_seconds": _share(ours["train_seconds"], every["train_seconds"]),
+        "driftpilot_beaten_by": beaten_by,
+        "upf_costs": list(costs),
+        "upf_area": area,
+        "upf_beats_every_periodic": bool("driftpilot" in area and all(area["driftpilot"] > area[n] for n in periodic)),
         "driftpilot_actions": dict(sorted(Counter(d.action for d in ours_run.decisions if d.action != "none").items())),
         "driftpilot_escalations": sum(d.ruling.tier == "escalate" for d in ours_run.decisions),
         "driftpilot_responses": ours_run.reasons,
-    }
+    }  # fmt: skip
 
 
-def write_backtest(stream: Stream, runs: Sequence[PolicyRun], out: Path) -> dict[str, Any]:
-    """Write ``kpis.json`` and ``backtest.png`` (batch metric per policy, driftpilot's retrains marked)."""
+def _frontier(documents: Sequence[dict[str, Any]], key: str, label: str, path: Path) -> None:
+    """One panel a stream: mean metric against ``key`` for every policy; the schedules joined."""
+    import matplotlib.pyplot as plt
+
+    columns = min(4, len(documents))
+    rows = math.ceil(len(documents) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
+    for axis, document in zip(axes.flat, documents, strict=False):
+        policies = document["policies"]
+        schedule = [policies[n] for n in ("static", "every_batch", *sorted(
+            (n for n in policies if n.startswith("periodic_")), key=lambda n: int(n.split("_")[1])))]  # fmt: skip
+        schedule.sort(key=lambda p: p[key])
+        axis.plot([p[key] for p in schedule], [p["mean_batch_metric"] for p in schedule], "o-", ms=3, lw=1,
+                  color="grey", label="static, periodic_k, every_batch")  # fmt: skip
+        ours = [(n, p) for n, p in policies.items() if n.startswith("driftpilot@")]
+        axis.plot([p[key] for _, p in ours], [p["mean_batch_metric"] for _, p in ours], "*", ms=9,
+                  color="tab:red", label="driftpilot at each cost")  # fmt: skip
+        axis.plot(policies["driftpilot"][key], policies["driftpilot"]["mean_batch_metric"], "*", ms=14,
+                  color="black", label="driftpilot (policy's cost)")  # fmt: skip
+        axis.set_title(Path(document["source"]).name[:40], fontsize=9)
+        axis.set_xlabel(label, fontsize=8)
+        axis.set_ylabel(document["metric"], fontsize=8)
+    for axis in list(axes.flat)[len(documents) :]:
+        axis.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def write_report(documents: Sequence[dict[str, Any]], out: Path) -> dict[str, Any]:
+    """Write streams' ``kpis`` documents as ``kpis.json`` (under ``streams``) and the two frontier plots."""
     import json
 
     import matplotlib
 
     matplotlib.use("Agg")
+    out.mkdir(parents=True, exist_ok=True)
+    document = {"streams": list(documents)}
+    (out / "kpis.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    _frontier(documents, "retrains", "retrains", out / "frontier.png")
+    _frontier(documents, "train_seconds", "training CPU-seconds", out / "frontier-seconds.png")
+    return document
+
+
+def write_backtest(results: Sequence[tuple[Stream, Sequence[PolicyRun]]], out: Path) -> dict[str, Any]:
+    """Write ``kpis.json`` (one document a stream under ``streams``), ``backtest.png`` and the frontiers.
+
+    ``backtest.png``: the first stream's batch metric per policy (static, every_batch,
+    driftpilot), driftpilot's retrains marked. ``frontier.png`` and ``frontier-seconds.png``:
+    one panel a stream, the mean metric against the retrains and against the training seconds.
+    """
     import matplotlib.pyplot as plt
 
-    out.mkdir(parents=True, exist_ok=True)
-    document = kpis(stream, runs)
-    (out / "kpis.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    document = write_report([kpis(stream, runs) for stream, runs in results], out)
+    stream, runs = results[0]
     figure, axis = plt.subplots(figsize=(11, 4.5))
     for run in runs:
-        label = f"{run.name} ({len(run.retrain_after)} retrains)"
-        axis.plot(
-            range(1, len(run.batch_metrics) + 1),
-            run.batch_metrics,
-            label=label,
-            lw=2 if run.name == "driftpilot" else 1,
-        )
+        if run.name in ("static", "every_batch", "driftpilot"):
+            label, width = f"{run.name} ({len(run.retrain_after)} retrains)", 2 if run.name == "driftpilot" else 1
+            axis.plot(range(1, len(run.batch_metrics) + 1), run.batch_metrics, label=label, lw=width)
     for after in next(r for r in runs if r.name == "driftpilot").retrain_after:
         axis.axvline(after + 0.5, color="black", lw=0.6, ls=":")
     axis.set_xlabel("batch (scored before its labels are learnt)")
     axis.set_ylabel(stream.metric)
     axis.set_title(f"Prequential backtest of {stream.source} (dotted: driftpilot retrains)")
-    axis.legend(fontsize=8, ncol=2)
+    axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(out / "backtest.png", dpi=110)
     plt.close(figure)
