@@ -109,6 +109,8 @@ class BacktestConfig:
         costs: The retrain costs (metric-batches) driftpilot also runs at, for the frontier and
             UPF's area metric (log-spaced over two orders of magnitude).
         holdout_fraction: Share of the newest batch held out of driftpilot's candidate, to judge it.
+        refit: A candidate that passes is fitted again on its whole window, the held-out rows
+            too (a second fit, charged), so the served model has the newest rows.
         alpha: driftpilot's test level.
         min_drop: The smallest drop of the batch metric driftpilot acts on.
         seed: Training seed.
@@ -121,6 +123,7 @@ class BacktestConfig:
     periods: tuple[int, ...] = tuple(range(2, 21))
     costs: tuple[float, ...] = (0.005, 0.016, 0.05, 0.16, 0.5)
     holdout_fraction: float = 0.3
+    refit: bool = True
     alpha: float = 0.01
     min_drop: float = 0.02
     seed: int = 0
@@ -422,7 +425,8 @@ def replay_driftpilot(
     into the signals; a retrain that pays fits one candidate in the estimate's regime (the rows
     since the change point, or every row since, at most ``max_rows``), with the newest
     ``holdout_fraction`` of the batch held out, as the pipeline's training window holds them
-    out; it serves when its gain there pays its cost (``worth_deploying``). Other actions: a
+    out; it serves when its gain there pays its cost (``worth_deploying``), refitted on the
+    whole window when ``config.refit``. Other actions: a
     recalibration to the latest prior, a rollback to the model served before. Escalations are
     not executed; tuning and updates are not available here. Each response's benefit on the
     next batch goes to the knowledge base.
@@ -523,7 +527,7 @@ def replay_driftpilot(
             run.reasons.append(f"after {batch.name}: retrain ({verdict}): {decision.proposal.reason}")
             if not deploys:
                 continue
-            served = candidate
+            served = _Served(trainer.fit(trainer.span(t, estimate.window_rows), run)) if config.refit else candidate
         elif action == "recalibrate":
             served = _Served(served.span, served.odds * recalibration_odds(proba, batch.labels))
             run.reasons.append(f"after {batch.name}: {action}: {decision.proposal.reason}")

@@ -58,7 +58,7 @@ class ValueConfig:
     z: float = 1.28
     volume_prior: float = 0.02
     volume_memory: float = 0.5
-    max_rows: int = 20_000
+    max_rows: int = 10_000
     min_rows: int = 2_000
 
 
@@ -79,6 +79,9 @@ class ValueState:
         batches_since_record: Batches since the served model last scored at its record (the
             recency window, in batches).
         rows_since_record: Rows of those batches.
+        recency_rows: The most rows a recency retrain takes (0: every row since the change
+            point); a recency candidate that did not serve halves it (at least ``min_rows``):
+            a gradual change makes the change point too early, so the next try reaches back less.
         volume_gain: The learning-curve slope: metric gain per doubling of the training rows.
     """
 
@@ -89,6 +92,7 @@ class ValueState:
     available_rows: int = 0
     batches_since_record: int = 0
     rows_since_record: int = 0
+    recency_rows: int = 0
     volume_gain: float = ValueConfig.volume_prior
 
     @classmethod
@@ -217,7 +221,9 @@ def assess(
     shortfall, se = decayed + owed, math.sqrt(variance)
     retrain = shortfall - config.z * se > cost
     recency = decay > volume and not feature_drift and since > 0
-    window_rows = max(since_rows, min(config.min_rows, available)) if recency else available
+    reach = min(since_rows, state.recency_rows or since_rows, config.max_rows)
+    window_rows = max(reach, min(config.min_rows, available)) if recency else available
+    batch_rows = since_rows / since if since else rows
     expected = max(decay + volume, 0.0)
     estimate = ValueEstimate(
         decay=round(decay, 6),
@@ -230,7 +236,7 @@ def assess(
         retrain=retrain,
         regime="recency" if recency else "volume",
         window_rows=int(window_rows),
-        window_batches=since if recency else 0,
+        window_batches=max(1, math.ceil(window_rows / max(batch_rows, 1))) if recency else 0,
         rows_ratio=round(window_rows / trained, 4),
     )
     after = replace(
@@ -289,4 +295,6 @@ def retrained(
         return ValueState.trained_on(estimate.window_rows, slope)
     # Kept: what the shortfall so far said is spent, and the rows it had count as the model's.
     trained = max(state.trained_rows, estimate.window_rows)
-    return replace(state, shortfall=0.0, variance=0.0, volume_shortfall=0.0, trained_rows=trained, volume_gain=slope)
+    reach = max(config.min_rows, estimate.window_rows // 2) if estimate.regime == "recency" else state.recency_rows
+    return replace(state, shortfall=0.0, variance=0.0, volume_shortfall=0.0, trained_rows=trained,
+                   recency_rows=reach, volume_gain=slope)  # fmt: skip

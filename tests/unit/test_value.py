@@ -32,6 +32,25 @@ def test_a_slow_decay_adds_up_until_it_pays_for_a_retrain_on_the_rows_since_the_
     assert estimates[first].volume == 0.0 and "recency retrain" in estimates[first].phrase()
 
 
+def test_a_recency_candidate_kept_out_makes_the_next_reach_back_half_as_far() -> None:
+    # A gradual change: the drops start early, so the rows since the change point are mostly old.
+    estimates, state = _batches(ValueState.trained_on(CONFIG.max_rows), [0.01] * 8 + [0.05])
+    tried = estimates[-1]
+    assert tried.retrain and tried.regime == "recency" and tried.window_rows == 9000
+    state = retrained(state, tried, served=False, gain=-0.01)
+    assert state.recency_rows == 4500 and state.shortfall == 0.0
+    estimates, state = _batches(state, [0.05, 0.06])
+    assert estimates[-1].regime == "recency" and estimates[-1].window_rows == 4500
+    assert estimates[-1].window_batches == 5  # the pipeline's window, in batches
+    state = retrained(state, estimates[-1], served=False, gain=0.0)
+    estimates, state = _batches(state, [0.05, 0.06])
+    assert state.recency_rows == 2250 and estimates[-1].window_rows == 2250
+    state = retrained(state, estimates[-1], served=False, gain=0.0)
+    assert state.recency_rows == CONFIG.min_rows  # halved again, but never below min_rows
+    served = retrained(state, estimates[-1], served=True, gain=0.05)
+    assert served.recency_rows == 0  # a new model: every row since its change point again
+
+
 def test_noise_around_the_record_never_pays() -> None:
     state = ValueState.trained_on(CONFIG.max_rows)
     estimates, _ = _batches(state, [0.015, -0.02, 0.01, -0.015, 0.02, -0.01, 0.005, -0.02] * 5, se=0.015)
