@@ -225,10 +225,13 @@ def gate_files(
     task = challenger.task
     groups = holdout[task.group_column].astype(str).to_numpy() if task.group_column in holdout else None
     labels = build_labels(holdout, task).to_numpy()
-    latency = {
-        "champion": prediction_latency(champion.predict_proba, holdout, single=30, batch=500, repeats=3),
-        "challenger": prediction_latency(challenger.predict_proba, holdout, single=30, batch=500, repeats=3),
-    }
+    latency = prediction_latency(
+        {"champion": champion.predict_proba, "challenger": challenger.predict_proba},
+        holdout,
+        single=30,
+        batch=500,
+        repeats=3,
+    )
     result = compare_models(
         labels,
         champion.predict_proba(holdout),

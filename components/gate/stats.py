@@ -8,7 +8,7 @@ group before estimating a variance, so that 5 copies of one article count as one
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -408,52 +408,68 @@ def calibration_error(labels: ArrayLike, proba: ArrayLike, bins: int = 10, weigh
 
 
 def prediction_latency(
-    predict: Callable[[pd.DataFrame], object],
+    predicts: Mapping[str, Callable[[pd.DataFrame], object]],
     rows: pd.DataFrame,
     *,
     single: int = 200,
     batch: int = 1000,
     repeats: int = 5,
-) -> Latency:
-    """Time a model's predictions on one-row frames and on one batch.
+) -> dict[str, Latency]:
+    """Time models' predictions on one-row frames and on one batch, side by side.
 
-    One untimed call warms the model up first. The one-row frames are drawn cyclically from
-    ``rows``; the batch repeats ``rows`` cyclically up to ``batch`` rows and is timed ``repeats``
-    times, keeping the fastest. A 1 ms predict costs about ``single + repeats`` ms in all.
+    The models are timed in turn on the same inputs, their order alternating from one input to the
+    next, so a busy host slows them alike and a comparison stays fair under CPU contention. Each
+    one-row time is the fastest of ``repeats`` calls on that row: a call the scheduler preempted says
+    nothing about the model, while a row that is slow on every call does. The batch repeats ``rows``
+    cyclically up to ``batch`` rows and is timed ``repeats`` times a model, keeping the fastest. One
+    untimed call warms each model up first. A 1 ms predict costs about ``(single + 1) * repeats`` ms a
+    model.
 
     Args:
-        predict: Function taking a DataFrame of rows and returning their predictions.
+        predicts: Each model's name and its function taking a DataFrame and returning predictions.
         rows: Example input rows (at least one).
-        single: One-row predictions to time.
+        single: One-row inputs to time.
         batch: Rows in the batch.
-        repeats: Times the batch is predicted.
+        repeats: Calls per one-row input and per batch.
 
     Returns:
-        Median and 95th percentile one-row latency, and batch throughput.
+        Each model's median and 95th percentile one-row latency and its batch throughput, by name.
 
     Raises:
-        ValueError: If ``rows`` is empty or a count is below 1.
+        ValueError: If ``rows`` or ``predicts`` is empty or a count is below 1.
     """
     if rows.empty:
         raise ValueError("rows is empty: latency needs at least one example row")
+    if not predicts:
+        raise ValueError("predicts is empty: name at least one model to time")
     if min(single, batch, repeats) < 1:
         raise ValueError(f"single, batch and repeats must be at least 1, got {single}, {batch}, {repeats}")
-    predict(rows.iloc[:1])
-    seconds = np.empty(single)
+    names = list(predicts)
+    for name in names:
+        predicts[name](rows.iloc[:1])
+
+    def fastest(name: str, frame: pd.DataFrame) -> float:
+        best = math.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            predicts[name](frame)
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    seconds = {name: np.empty(single) for name in names}
     for i in range(single):
         row = rows.iloc[[i % len(rows)]]
-        start = time.perf_counter()
-        predict(row)
-        seconds[i] = time.perf_counter() - start
+        for name in names if i % 2 == 0 else reversed(names):
+            seconds[name][i] = fastest(name, row)
     frame = rows.iloc[np.arange(batch) % len(rows)].reset_index(drop=True)
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        predict(frame)
-        best = min(best, time.perf_counter() - start)
-    p50, p95 = np.percentile(seconds, [50, 95]) * 1000
-    return Latency(
-        single_p50_ms=float(p50),
-        single_p95_ms=float(p95),
-        batch_rows_per_s=batch / best if best > 0 else math.inf,
-    )
+    batch_best = {name: fastest(name, frame) for name in names}
+    out = {}
+    for name in names:
+        p50, p95 = np.percentile(seconds[name], [50, 95]) * 1000
+        best = batch_best[name]
+        out[name] = Latency(
+            single_p50_ms=float(p50),
+            single_p95_ms=float(p95),
+            batch_rows_per_s=batch / best if best > 0 else math.inf,
+        )
+    return out

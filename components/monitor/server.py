@@ -33,6 +33,8 @@ def _handler(monitor: InferenceLogMonitor, max_body_bytes: int) -> type[BaseHTTP
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
+            if self.close_connection:  # a client must not reuse a connection the server is closing
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(data)
 
