@@ -34,7 +34,7 @@ def _synthetic(kind: str, seed: int) -> pd.DataFrame:
     path = CACHE / f"{kind}-{seed}.parquet"
     if not path.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
-        synthetic_frame(kind, seed).to_parquet(path)
+        synthetic_frame(kind, seed=seed).to_parquet(path)
     return pd.read_parquet(path)
 
 
@@ -95,7 +95,7 @@ def _row(name: str, document: dict[str, Any]) -> str:
         f"{area['driftpilot']:.4f} vs {best_area:.4f}",
         ",".join(document["driftpilot_beaten_by"]) or "-",
     ]
-    return " | ".join(cells)
+    return "| " + " | ".join(cells) + " |"
 
 
 def main() -> int:
@@ -125,7 +125,7 @@ def main() -> int:
         with ProcessPoolExecutor(args.workers) as pool:
             results = list(pool.map(_run, jobs))
         write_report([r["kpis"] for r in results], args.out / f"batch-{size}")
-        print(f"\nbatch size {size}\n{header}")
+        print(f"\nbatch size {size}\n\n| {header} |\n|{'---|' * (header.count('|') + 1)}")
         for result in results:
             print(_row(result["name"], result["kpis"]), flush=True)
     return 0
