@@ -5,7 +5,8 @@
 # install the chart with the Helm that ./scripts/ensure-helm.sh builds, into that server with the real
 # CRDs ./scripts/ensure-crds.sh gathers; the chart's MLflow server runs on a PostgreSQL server from
 # Debian's package (./scripts/ensure-postgres.sh); both images are built by ./scripts/build-images.sh
-# on a Docker engine it starts (root on Debian) and run by the image tests.
+# on a Docker engine it starts (root on Debian) and run by the image tests. The cluster tests start a
+# real single-node cluster (tests/cluster.py) from the node parts ./scripts/ensure-node.sh builds.
 # Extra arguments go to pytest (e.g. ./scripts/test.sh -m "not integration").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,8 @@ DRIFTPILOT_CRDS_DIR=$(./scripts/ensure-crds.sh)
 export DRIFTPILOT_CRDS_DIR
 DRIFTPILOT_POSTGRES_BIN_DIR=$(./scripts/ensure-postgres.sh)
 export DRIFTPILOT_POSTGRES_BIN_DIR
+# The node cluster's parts land beside the API server (one bin folder).
+./scripts/ensure-node.sh >/dev/null
 if ! wait "$images_pid"; then
   cat "$images_log" >&2
   echo "test.sh: building the images failed (log above)" >&2

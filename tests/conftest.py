@@ -1,5 +1,5 @@
 """Shared fixtures: the real data folder, small real batches from it, models for a rollback, a local MinIO server
-and a Kubernetes API."""
+a Kubernetes API, and a real single-node cluster."""
 
 import os
 import secrets
@@ -18,6 +18,7 @@ from components.ingest.core import read_export
 from components.register.core import CHAMPION, Lineage, promote, record_gate, register_model
 from components.train.core import TrainConfig, train_files
 from components.validate.core import validate_events
+from tests.cluster import NodeCluster, leftovers, run_node_cluster
 from tests.servers import KubeApiServer, MinioServer, install_crds, run_kube_apiserver, run_minio
 
 REPO = Path(__file__).resolve().parent.parent
@@ -129,12 +130,14 @@ def kube_apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeApi
 @pytest.fixture(scope="session")
 def kube_api(kube_apiserver: KubeApiServer) -> Iterator[client.ApiClient]:
     """An admin's client of the session's Kubernetes API server."""
+    yield from _admin_client(kube_apiserver.url, kube_apiserver.token, kube_apiserver.ca_file)
+
+
+def _admin_client(url: str, token: str, ca_file: Path) -> Iterator[client.ApiClient]:
     configuration = client.Configuration(
-        host=kube_apiserver.url,
-        api_key={"authorization": kube_apiserver.token},
-        api_key_prefix={"authorization": "Bearer"},
+        host=url, api_key={"authorization": token}, api_key_prefix={"authorization": "Bearer"}
     )
-    configuration.ssl_ca_cert = str(kube_apiserver.ca_file)
+    configuration.ssl_ca_cert = str(ca_file)
     with client.ApiClient(configuration) as api_client:
         yield api_client
 
@@ -173,3 +176,18 @@ def kube_namespace(kube_api: client.ApiClient) -> str:
 def crds(kube_api: client.ApiClient) -> list[str]:
     """The real CRDs (KServe, Argo, Prometheus operator, Dask operator) installed in the session's API server."""
     return install_crds(kube_api)
+
+
+@pytest.fixture(scope="session")
+def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
+    """A real single-node cluster for the session (tests/cluster.py); after it stops, nothing of it is left."""
+    with run_node_cluster(tmp_path_factory.mktemp("node-cluster")) as cluster:
+        yield cluster
+    left = leftovers(cluster)
+    assert not left, f"the node cluster left traces on the host: {left}"
+
+
+@pytest.fixture(scope="session")
+def node_api(node_cluster: NodeCluster) -> Iterator[client.ApiClient]:
+    """An admin's client of the session's node cluster."""
+    yield from _admin_client(node_cluster.url, node_cluster.token, node_cluster.ca_file)

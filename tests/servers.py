@@ -217,11 +217,7 @@ def run_kube_apiserver(work_dir: Path, *, timeout: float = 60.0) -> Iterator[Kub
                 f"(or set {K8S_BIN_DIR_ENV} to the folder it prints)"
             )
     deadline = time.monotonic() + timeout
-    etcd_url, peer_url = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
-    etcd_command = [str(etcd), "--name", "driftpilot", "--data-dir", str(work_dir / "etcd")]
-    etcd_command += ["--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url]
-    etcd_command += ["--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url]
-    etcd_command += ["--initial-cluster", f"driftpilot={peer_url}", "--unsafe-no-fsync"]
+    etcd_server, etcd_url = etcd_command(etcd, work_dir / "etcd")
 
     token = secrets.token_urlsafe(32)
     (work_dir / "tokens.csv").write_text(f'{token},driftpilot-admin,driftpilot-admin,"system:masters"\n')
@@ -247,7 +243,7 @@ def run_kube_apiserver(work_dir: Path, *, timeout: float = 60.0) -> Iterator[Kub
         f"--service-account-signing-key-file={sa_key}",
     ]
     with ExitStack() as stack:
-        etcd_process = stack.enter_context(_process(etcd_command, work_dir / "etcd.log"))
+        etcd_process = stack.enter_context(_process(etcd_server, work_dir / "etcd.log"))
         _wait_ok(
             "etcd", etcd_process, work_dir / "etcd.log", deadline, lambda: requests.get(f"{etcd_url}/health", timeout=1)
         )
@@ -261,6 +257,16 @@ def run_kube_apiserver(work_dir: Path, *, timeout: float = 60.0) -> Iterator[Kub
             lambda: requests.get(f"{server.url}/readyz", headers=headers, verify=str(server.ca_file), timeout=2),
         )
         yield server
+
+
+def etcd_command(etcd: Path, data_dir: Path) -> tuple[list[str], str]:
+    """A one-member etcd on free local ports, without fsync (test data): its command line and client URL."""
+    url, peer_url = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    command = [str(etcd), "--name", "driftpilot", "--data-dir", str(data_dir)]
+    command += ["--listen-client-urls", url, "--advertise-client-urls", url]
+    command += ["--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url]
+    command += ["--initial-cluster", f"driftpilot={peer_url}", "--unsafe-no-fsync"]
+    return command, url
 
 
 def _write_rsa_key(path: Path) -> None:
@@ -420,12 +426,12 @@ def run_postgres(work_dir: Path, *, database: str = "mlflow", timeout: float = 3
             shutil.rmtree(home, ignore_errors=True)
 
 
-def helm(*args: str) -> str:
+def helm(*args: str, timeout: float = 300) -> str:
     """Run Helm 3 (``$DRIFTPILOT_HELM_BIN_DIR/helm``, else the cache ensure-helm.sh fills); return its output."""
     binary = Path(os.environ.get("DRIFTPILOT_HELM_BIN_DIR", cache_bin_dir())) / "helm"
     if not binary.is_file():
         raise FileNotFoundError(f"helm not found at {binary}: run ./scripts/ensure-helm.sh")
-    done = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"helm {' '.join(args)} failed:\n{done.stderr}")
     return done.stdout
