@@ -319,14 +319,9 @@ def _free_veth_addresses() -> tuple[str, str]:
 @contextmanager
 def _cgroup_root(name: str, log: Log) -> Iterator[None]:
     """A cgroup ``/<name>`` in every mounted hierarchy for the pods; on exit, kill what is left and remove it."""
-    hierarchies = [
-        Path(target)
-        for _, target, fstype, *_ in (line.split() for line in Path("/proc/self/mounts").read_text().splitlines())
-        if fstype in ("cgroup", "cgroup2")
-    ]
     made = []
     try:
-        for hierarchy in hierarchies:
+        for hierarchy in _cgroup_hierarchies():
             path = hierarchy / name
             path.mkdir()
             made.append(path)
@@ -337,6 +332,12 @@ def _cgroup_root(name: str, log: Log) -> Iterator[None]:
     finally:
         log(f"removing the cgroups {name}")
         _remove_cgroups(made, log)
+
+
+def _cgroup_hierarchies() -> list[Path]:
+    """The mounted cgroup hierarchies (every v1 controller's, and the v2 one)."""
+    mounts = (line.split() for line in Path("/proc/self/mounts").read_text().splitlines())
+    return [Path(target) for _, target, fstype, *_ in mounts if fstype in ("cgroup", "cgroup2")]
 
 
 def _remove_cgroups(paths: list[Path], log: Log) -> None:
@@ -484,21 +485,16 @@ def _token(kubeconfig: Path) -> str:
 def _ca_certificates(bundle: str) -> str:
     """The CA certificates of a PEM bundle."""
     from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
 
     cas = []
     for certificate in x509.load_pem_x509_certificates(bundle.encode()):
         with suppress(x509.ExtensionNotFound):
             if certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
-                cas.append(certificate.public_bytes(_pem()).decode())
+                cas.append(certificate.public_bytes(Encoding.PEM).decode())
     if not cas:
         raise RuntimeError("the API server's certificate bundle holds no CA certificate")
     return "".join(cas)
-
-
-def _pem() -> Any:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    return Encoding.PEM
 
 
 def _containerd_config(short: Path) -> str:
@@ -584,12 +580,7 @@ def _containerd(node: _Node, log: Log) -> Iterator[None]:
 def _kill_processes_mentioning(text: str, log: Log) -> None:
     """Stop processes whose command line holds ``text`` (a unique temporary path: only this cluster's)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit() and int(entry.name) != os.getpid():
-                with suppress(OSError):
-                    if text.encode() in (entry / "cmdline").read_bytes():
-                        pids.append(int(entry.name))
+        pids = _processes_mentioning(text)
         if not pids:
             return
         log(f"sending {sig.name} to leftover processes {pids}")
@@ -597,6 +588,17 @@ def _kill_processes_mentioning(text: str, log: Log) -> None:
             with suppress(ProcessLookupError):
                 os.kill(pid, sig)
         time.sleep(2)
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Processes (but this one) whose command line holds ``text``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            with suppress(OSError):
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+    return pids
 
 
 @contextmanager
@@ -727,13 +729,6 @@ def leftovers(cluster: NodeCluster) -> list[str]:
     found += [f"mount {target}" for target in mounts if target.startswith(f"{short}/")]
     routes = _run("ip", "-4", "route", "show").stdout
     found += [f"route to {cidr}" for cidr in (POD_CIDR, SERVICE_CIDR) if cidr in routes]
-    for line in Path("/proc/self/mounts").read_text().splitlines():
-        _, target, fstype, *_ = line.split()
-        if fstype in ("cgroup", "cgroup2") and Path(target, cluster.node_name).exists():
-            found.append(f"cgroup {target}/{cluster.node_name}")
-    for entry in Path("/proc").iterdir():
-        with suppress(OSError):
-            command = (entry / "cmdline").read_bytes()
-            if entry.name.isdigit() and str(short).encode() in command:
-                found.append(f"process {entry.name}: {command.replace(bytes(1), b' ').decode(errors='replace')}")
+    found += [f"cgroup {h / cluster.node_name}" for h in _cgroup_hierarchies() if (h / cluster.node_name).exists()]
+    found += [f"process {pid}" for pid in _processes_mentioning(str(short))]
     return found
