@@ -254,7 +254,7 @@ def _coordinate(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry, start_http_server
 
     from components.common.store import Store
-    from components.decide.coordinator import Coordinator, Launcher, LocalLauncher
+    from components.decide.coordinator import Coordinator, DeferredLauncher, Launcher, LocalLauncher
     from components.decide.metrics import DecisionCollector
     from pipelines.settings import Settings
 
@@ -265,10 +265,13 @@ def _coordinate(args: argparse.Namespace) -> int:
 
         from pipelines.kfp_deploy import launcher_for_recurring_run
 
-        client = kfp.Client(host=args.kfp_host, namespace=args.namespace)
-        launcher = launcher_for_recurring_run(
-            client, experiment=args.experiment, run_name=args.run_name, namespace=args.namespace
-        )
+        def on_kfp() -> Launcher:
+            client = kfp.Client(host=args.kfp_host, namespace=args.namespace)
+            return launcher_for_recurring_run(
+                client, experiment=args.experiment, run_name=args.run_name, namespace=args.namespace
+            )
+
+        launcher = DeferredLauncher(on_kfp)
     else:
         if not args.source:
             raise ConfigError("local runs need --source (the GDELT feed, bucket or folder new batches come from)")
@@ -290,7 +293,14 @@ def _coordinate(args: argparse.Namespace) -> int:
         start_http_server(args.port, registry=registry)
         print(f"decision metrics on :{args.port}/metrics", flush=True)
     while True:
-        for launch in coordinator.poll():
+        try:
+            launches = coordinator.poll()
+        except Exception as error:  # the KFP API or the lake is down: the alarm stays unseen, the next poll retries
+            if args.once:
+                raise
+            print(f"poll failed, retrying in {args.interval:g} s: {type(error).__name__}: {error}", file=sys.stderr)
+            launches = []
+        for launch in launches:
             print(f"{launch.incident}: run {launch.run} for {launch.model_name} (alarm {launch.alarm})", flush=True)
         if args.once:
             return 0

@@ -12,8 +12,11 @@ recurring schedule go on beside it.
 
 What the coordinator has seen and which incidents are open are kept in the decision folder
 (``coordinator.json``), so a restarted coordinator neither launches twice nor misses an alarm.
-An alarm is marked seen only after its run was started: a launch that fails is retried at the
-next poll.
+An alarm is marked seen, and entered in the ledger, only after its run was started: a launch that
+fails is retried at the next poll. On KFP the launcher is built at the first launch
+(``DeferredLauncher``), so the coordinator starts, and serves its metrics, before the KFP API or
+the recurring run it copies exists (the release's deploy hook creates that run after the
+coordinator is ready).
 """
 
 import datetime as dt
@@ -27,7 +30,7 @@ from components.common.store import Store
 from components.decide.core import DecisionState
 from components.monitor.core import ALARM_PREFIX
 
-__all__ = ["Coordinator", "KfpLauncher", "Launch", "Launcher", "LocalLauncher"]
+__all__ = ["Coordinator", "DeferredLauncher", "KfpLauncher", "Launch", "Launcher", "LocalLauncher"]
 
 
 class Launcher(Protocol):
@@ -124,8 +127,8 @@ class Coordinator:
                 ledger.append(incident=current["incident"], kind="detected", data={**alarm, "joined": True})
             else:
                 incident = f"{model_name}-{at:%Y%m%d%H%M%S}"
-                ledger.append(incident=incident, kind="detected", data={**alarm, "joined": False})
                 run = self.launcher.launch(incident=incident, model_name=model_name)
+                ledger.append(incident=incident, kind="detected", data={**alarm, "joined": False})
                 ledger.append(incident=incident, kind="launched", data={"run": run, "model": model_name})
                 data["open"][model_name] = {"incident": incident, "opened": at.isoformat(), "alarms": 1, "run": run}
                 launches.append(Launch(incident, model_name, run, key))
@@ -188,6 +191,25 @@ class KfpLauncher:
             service_account=self.service_account or None,
         )
         return str(run.run_id)
+
+
+class DeferredLauncher:
+    """A launcher built when the first run is launched, and built again at the next launch if building failed.
+
+    Args:
+        build: Makes the launcher (e.g. finds the recurring run on the KFP API); it may raise while
+            what it needs is not there yet.
+    """
+
+    def __init__(self, build: Callable[[], Launcher]) -> None:
+        self._build = build
+        self._launcher: Launcher | None = None
+
+    def launch(self, *, incident: str, model_name: str) -> str:
+        """Build the launcher if it is not built yet, then start the run; return its id."""
+        if self._launcher is None:
+            self._launcher = self._build()
+        return self._launcher.launch(incident=incident, model_name=model_name)
 
 
 class LocalLauncher:

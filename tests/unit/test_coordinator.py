@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from components.common.store import Store
-from components.decide.coordinator import Coordinator
+from components.decide.coordinator import Coordinator, DeferredLauncher
 from components.decide.core import DecisionState
 from components.decide.metrics import DecisionCollector
 from components.monitor.core import ALARM_PREFIX, InferenceLogMonitor
@@ -79,6 +79,30 @@ def test_an_alarm_whose_run_did_not_start_is_retried(store: Store, tmp_path: Pat
         Coordinator(store, state, Runs(fail=True)).poll()
     runs = Runs()
     assert [launch.incident for launch in Coordinator(store, state, runs).poll()] == ["gdelt-tone-20241022130100"]
+    # The failed attempt left no trace in the ledger: the incident is detected and launched once.
+    assert [e.kind for e in state.ledger.story("gdelt-tone-20241022130100")] == ["detected", "launched"]
+
+
+def test_a_deferred_launcher_is_built_at_the_first_launch_and_again_after_a_failed_build(
+    store: Store, tmp_path: Path
+) -> None:
+    _shifts(store, [1, 150])
+    state = DecisionState(tmp_path / "audit")
+    runs, builds = Runs(), []
+
+    def build() -> Runs:
+        builds.append(len(builds))
+        if len(builds) == 1:
+            raise ConnectionError("no recurring run yet")
+        return runs
+
+    launcher = DeferredLauncher(build)
+    coordinator = Coordinator(store, state, launcher, cooldown_minutes=60)
+    assert builds == []  # nothing is reached before an alarm needs a run
+    with pytest.raises(ConnectionError):
+        coordinator.poll()
+    assert [launch.run for launch in coordinator.poll()] == ["run-1", "run-2"]
+    assert len(builds) == 2  # built once more after the failure, then kept
 
 
 def test_other_models_alarms_are_left_alone(store: Store, tmp_path: Path) -> None:
