@@ -6,7 +6,8 @@
 # CRDs ./scripts/ensure-crds.sh gathers; the chart's MLflow server runs on a PostgreSQL server from
 # Debian's package (./scripts/ensure-postgres.sh); both images are built by ./scripts/build-images.sh
 # on a Docker engine it starts (root on Debian) and run by the image tests. The cluster tests start a
-# real single-node cluster (tests/cluster.py) from the node parts ./scripts/ensure-node.sh builds.
+# real single-node cluster (tests/cluster.py) from the node parts ./scripts/ensure-node.sh builds, and
+# install the chart there on our images and the stand-ins ./scripts/build-stand-ins.sh builds.
 # Extra arguments go to pytest (e.g. ./scripts/test.sh -m "not integration").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,11 @@ if ! wait "$images_pid"; then
 fi
 grep '^build-images: .*: [0-9.]* s' "$images_log" >&2 || true
 export DRIFTPILOT_IMAGES=1
+# The chart's upstream MinIO and PostgreSQL images, for the node cluster that reaches no registry.
+stand_ins=$(./scripts/build-stand-ins.sh)
+DRIFTPILOT_MINIO_IMAGE=$(sed -n 1p <<<"$stand_ins")
+DRIFTPILOT_POSTGRES_IMAGE=$(sed -n 2p <<<"$stand_ins")
+export DRIFTPILOT_MINIO_IMAGE DRIFTPILOT_POSTGRES_IMAGE
 .venv/bin/ruff check components pipelines tests scripts
 .venv/bin/mypy
 .venv/bin/pytest "$@"

@@ -107,7 +107,7 @@ class NodeCluster:
         return folder
 
     def import_docker_image(self, image: str) -> None:
-        """Copy an image from the local Docker engine (``docker save``) into the node's containerd.
+        """Copy an image from the local Docker engine (``docker save``) into the node's containerd, unless it holds it.
 
         Args:
             image: A tag the Docker engine has, e.g. ``driftpilot-components:0.1.0``.
@@ -115,6 +115,11 @@ class NodeCluster:
         Raises:
             RuntimeError: ``docker save`` or ``ctr images import`` failed.
         """
+        docker_id = _run("docker", "image", "inspect", "--format", "{{.Id}}", image).stdout.strip()
+        crictl = [str(self.bin_dir / "crictl"), "--image-endpoint", f"unix://{self.containerd_socket}"]
+        held = _run(*crictl, "inspecti", "--output", "json", image, check=False)
+        if held.returncode == 0 and json.loads(held.stdout)["status"]["id"] == docker_id:
+            return
         ctr = [str(self.bin_dir / "ctr"), "--address", str(self.containerd_socket), "-n", "k8s.io"]
         save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
         assert save.stdout is not None
