@@ -20,8 +20,9 @@ cp "$minio_bin" "$context/minio"
 build() {
   local tag=$1 dockerfile=$2 dir=$3 started=$SECONDS
   if ! docker build --network=host --quiet --build-arg BASE_IMAGE="$base" --file "$dockerfile" \
-    --tag "$tag" "$dir" >/dev/null; then
-    log "building $tag from $dockerfile failed"
+    --tag "$tag" "$dir" >/dev/null 2>"$context/build.log"; then
+    cat "$context/build.log" >&2
+    log "building $tag from $dockerfile failed (its output above)"
     exit 1
   fi
   log "$tag: $((SECONDS - started)) s"

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 
@@ -62,6 +62,7 @@ NODE_BINARIES = (
 USERS = ("admin", "node", "controller-manager", "scheduler", "proxy")
 
 Log = Callable[[str], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -720,6 +721,20 @@ def _serving(process: subprocess.Popen[bytes], log: Path, probe_url: str) -> Cal
         return requests.get(probe_url, timeout=2).status_code == 200
 
     return check
+
+
+def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 120.0) -> T:
+    """Poll ``probe`` (every half second, at most ``timeout`` seconds) until it returns something truthy.
+
+    Raises:
+        AssertionError: ``what`` did not happen in time.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := probe():
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not within {timeout:.0f} s")
 
 
 def leftovers(cluster: NodeCluster) -> list[str]:

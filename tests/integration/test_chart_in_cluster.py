@@ -12,14 +12,13 @@ Left out here: the KFP deploy hook (no KFP API runs in this cluster: ``kfpDeploy
 import base64
 import json
 import os
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -33,7 +32,7 @@ from components.common.inference_log import REQUEST_TYPE, RESPONSE_TYPE
 from components.common.store import Store
 from components.monitor.core import LOG_PREFIX
 from components.register.core import CHAMPION, Lineage, ModelRef, find_alias, register_model
-from tests.cluster import NodeCluster
+from tests.cluster import NodeCluster, wait_until
 from tests.conftest import RollbackModels
 from tests.servers import helm, yaml_documents
 
@@ -44,7 +43,6 @@ CHART = REPO / "charts" / "driftpilot"
 RELEASE = NAMESPACE = "driftpilot"
 STAND_INS = {"minio": "DRIFTPILOT_MINIO_IMAGE", "postgresql": "DRIFTPILOT_POSTGRES_IMAGE"}
 MODEL = "gdelt-tone"
-T = TypeVar("T")
 
 pytestmark.append(
     pytest.mark.skipif(
@@ -56,16 +54,6 @@ pytestmark.append(
 )
 
 
-def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 180.0) -> T:
-    """Poll ``probe`` (every second, at most ``timeout`` seconds) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := probe():
-            return result
-        time.sleep(1)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s")
-
-
 @dataclass(frozen=True)
 class Release:
     """The installed release and how a test reaches it from the host (cluster IPs route through the veth).
@@ -73,7 +61,6 @@ class Release:
     Attributes:
         cluster: The node cluster.
         api: An admin client of its API server.
-        values: The values file the release was installed with.
         mlflow: MLflow's Service URL.
         monitor: The drift monitor's Service URL.
         s3: Store options reaching the release's MinIO with its root credentials (from its Secret).
@@ -81,7 +68,6 @@ class Release:
 
     cluster: NodeCluster
     api: client.ApiClient
-    values: Path
     mlflow: str
     monitor: str
     s3: dict[str, Any]
@@ -92,12 +78,19 @@ class Release:
 
     def helm(self, *args: str) -> str:
         """Helm on this cluster and namespace."""
-        return helm(*args, "--kubeconfig", str(self.cluster.kubeconfig), "--namespace", NAMESPACE, timeout=900)
+        return release_helm(self.cluster, *args)
 
-    def service_url(self, component: str, port_name: str = "http") -> str:
-        service = self.core.read_namespaced_service(f"{RELEASE}-{component}", NAMESPACE)
-        port = next(p.port for p in service.spec.ports if p.name == port_name)
-        return f"http://{service.spec.cluster_ip}:{port}"
+
+def release_helm(cluster: NodeCluster, *args: str) -> str:
+    """Helm on the node cluster, in the release's namespace."""
+    return helm(*args, "--kubeconfig", str(cluster.kubeconfig), "--namespace", NAMESPACE, timeout=900)
+
+
+def service_url(core: client.CoreV1Api, component: str, port_name: str = "http") -> str:
+    """``http://<cluster IP>:<port>`` of a component's Service."""
+    service = core.read_namespaced_service(f"{RELEASE}-{component}", NAMESPACE)
+    port = next(p.port for p in service.spec.ports if p.name == port_name)
+    return f"http://{service.spec.cluster_ip}:{port}"
 
 
 def claims(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -180,25 +173,24 @@ def release(
     volumes = [persistent_volume(node_cluster, name, spec) for name, spec in claims(rendered).items()]
     for volume in volumes:
         core.create_persistent_volume(volume)
-    installed = Release(node_cluster, node_api, values_file, "", "", {})
     try:
         try:
-            installed.helm("install", RELEASE, str(CHART), "-f", str(values_file), "--wait", "--timeout", "12m")
+            release_helm(
+                node_cluster, "install", RELEASE, str(CHART), "-f", str(values_file), "--wait", "--timeout", "12m"
+            )
         except RuntimeError as error:
             raise AssertionError(f"{error}\n{diagnosis(core)}") from None
         secret = core.read_namespaced_secret(f"{RELEASE}-minio", NAMESPACE).data
         s3 = {
-            "endpoint_override": installed.service_url("minio", "s3"),
+            "endpoint_override": service_url(core, "minio", "s3"),
             "access_key": base64.b64decode(secret["root-user"]).decode(),
             "secret_key": base64.b64decode(secret["root-password"]).decode(),
             "region": "us-east-1",
         }
-        yield Release(
-            node_cluster, node_api, values_file, installed.service_url("mlflow"), installed.service_url("monitor"), s3
-        )
+        yield Release(node_cluster, node_api, service_url(core, "mlflow"), service_url(core, "monitor"), s3)
     finally:
         with suppress(RuntimeError):  # the last test uninstalls it
-            installed.helm("uninstall", RELEASE, "--wait", "--timeout", "5m")
+            release_helm(node_cluster, "uninstall", RELEASE, "--wait", "--timeout", "5m")
         core.delete_namespace(NAMESPACE)
         wait_until(
             "the namespace gone",

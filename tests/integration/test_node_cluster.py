@@ -7,16 +7,15 @@ run with ``imagePullPolicy: IfNotPresent``: nothing is pulled.
 import ipaddress
 import os
 import secrets
-import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
 from kubernetes import client
 
 from components.common.images import COMPONENTS_IMAGE
-from tests.cluster import PAUSE_IMAGE, POD_CIDR, NodeCluster
+from tests.cluster import PAUSE_IMAGE, POD_CIDR, NodeCluster, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -25,17 +24,6 @@ needs_images = pytest.mark.skipif(
     reason="DRIFTPILOT_IMAGES is unset: ./scripts/test.sh builds the images with ./scripts/build-images.sh "
     "and sets it (set it yourself after building them)",
 )
-T = TypeVar("T")
-
-
-def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 120.0) -> T:
-    """Poll ``probe`` (every half second, at most ``timeout`` seconds) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := probe():
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {timeout:.0f} s")
 
 
 @pytest.fixture
