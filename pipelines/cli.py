@@ -249,8 +249,6 @@ def _scenarios(args: argparse.Namespace) -> int:
 
 
 def _coordinate(args: argparse.Namespace) -> int:
-    import time
-
     from prometheus_client import CollectorRegistry, start_http_server
 
     from components.common.store import Store
