@@ -99,7 +99,7 @@ def release_candidate(
         model_name: Registered model name.
         prefer_challenger: The gate also passes an equivalent candidate.
         canary_policy: The canary policy as JSON.
-        serving_target: ``local`` or ``kserve``.
+        serving_target: ``local``, ``kserve`` or ``kserve-raw``.
         serving_dir: Local target: the serving folder.
         serving_port: Local target: the clients' port.
         serving_namespace: KServe target: the namespace.
@@ -249,8 +249,11 @@ def drift_response_pipeline(
             margins, ``step_timeout_s``); ``{}`` keeps the defaults. A released challenger (or
             the previous champion, on a rollback) takes live traffic in steps and is rolled back
             when it is worse than the champion.
-        serving_target: ``local`` (model servers behind a splitter in ``serving_dir``) or
-            ``kserve`` (an InferenceService named after the model in ``serving_namespace``).
+        serving_target: ``local`` (model servers behind a splitter in ``serving_dir``),
+            ``kserve`` (a canary on the InferenceService named after the model in
+            ``serving_namespace``; KServe's Serverless mode) or ``kserve-raw`` (that
+            InferenceService in KServe's RawDeployment mode: no canary, the new pods replace the
+            old once ready and it is rolled back when they are not).
         serving_namespace: KServe target: the InferenceService's namespace.
         serving_image: KServe target: the serving image.
         serving_secret: KServe target: Secret with the predictor's environment

@@ -14,7 +14,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-KSERVE_VERSION=v0.20.0
+# KSERVE_VERSION, the one the cluster runs.
+# shellcheck source=manifests/platform/versions.env
+. manifests/platform/versions.env
 ARGO_VERSION=v3.7.3
 PROMETHEUS_OPERATOR_VERSION=v0.85.0
 

@@ -1,7 +1,8 @@
 # shellcheck shell=bash disable=SC2034 # the variables are for the scripts that source this file
-# Sourced by ensure-k8s.sh and ensure-node.sh: how both build Go commands into the driftpilot cache.
-# Expects KUBERNETES_VERSION set and defines bin_dir, src_dir, GO, KUBE_STAMP, kube_ldflags,
-# fresh, build and kube_wrapper; BUILD_NAME (the sourcing script's name) prefixes progress lines.
+# Sourced by ensure-k8s.sh, ensure-node.sh and ensure-kserve.sh: how they build Go commands into the
+# driftpilot cache. Defines bin_dir, src_dir, GO, fresh, build and kube_wrapper, and, when
+# KUBERNETES_VERSION is set, KUBE_STAMP and kube_ldflags; BUILD_NAME (the sourcing script's name)
+# prefixes progress lines.
 
 cache=${DRIFTPILOT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/driftpilot}
 bin_dir=$cache/bin
@@ -15,14 +16,16 @@ fresh() { # fresh NAME VERSION: is bin/NAME built and stamped with VERSION?
 # The components report their version (/version, which helm checks against a chart's
 # kubeVersion; the kubelet's is the node's) from these variables, as kubernetes' own build sets
 # them; the stamp says a binary has them.
-kube_minor=${KUBERNETES_VERSION#v1.}
-kube_minor=${kube_minor%%.*}
-kube_ldflags=""
-for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  kube_ldflags="$kube_ldflags -X $package.gitVersion=$KUBERNETES_VERSION -X $package.gitMajor=1"
-  kube_ldflags="$kube_ldflags -X $package.gitMinor=$kube_minor -X $package.gitTreeState=clean"
-done
-KUBE_STAMP="$KUBERNETES_VERSION with-version"
+if [ -n "${KUBERNETES_VERSION:-}" ]; then
+  kube_minor=${KUBERNETES_VERSION#v1.}
+  kube_minor=${kube_minor%%.*}
+  kube_ldflags=""
+  for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    kube_ldflags="$kube_ldflags -X $package.gitVersion=$KUBERNETES_VERSION -X $package.gitMajor=1"
+    kube_ldflags="$kube_ldflags -X $package.gitMinor=$kube_minor -X $package.gitTreeState=clean"
+  done
+  KUBE_STAMP="$KUBERNETES_VERSION with-version"
+fi
 
 build() { # build NAME STAMP MODULE_DIR PACKAGE [LDFLAGS [TAGS]]
   local name=$1 version=$2 dir=$3 package=$4 ldflags="-s -w ${5:-}" tags=${6:-} start=$SECONDS

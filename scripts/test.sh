@@ -7,7 +7,8 @@
 # Debian's package (./scripts/ensure-postgres.sh); both images are built by ./scripts/build-images.sh
 # on a Docker engine it starts (root on Debian) and run by the image tests. The cluster tests start a
 # real single-node cluster (tests/cluster.py) from the node parts ./scripts/ensure-node.sh builds, and
-# install the chart there on our images and the stand-ins ./scripts/build-stand-ins.sh builds.
+# install the chart there on our images and the stand-ins ./scripts/build-stand-ins.sh builds; the
+# KServe manager ./scripts/ensure-kserve.sh builds reconciles InferenceServices there.
 # Extra arguments go to pytest (e.g. ./scripts/test.sh -m "not integration").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,8 +28,10 @@ DRIFTPILOT_CRDS_DIR=$(./scripts/ensure-crds.sh)
 export DRIFTPILOT_CRDS_DIR
 DRIFTPILOT_POSTGRES_BIN_DIR=$(./scripts/ensure-postgres.sh)
 export DRIFTPILOT_POSTGRES_BIN_DIR
-# The node cluster's parts land beside the API server (one bin folder).
+# The node cluster's parts land beside the API server (one bin folder), and so does the KServe manager.
 ./scripts/ensure-node.sh >/dev/null
+DRIFTPILOT_KSERVE_DIR=$(./scripts/ensure-kserve.sh)
+export DRIFTPILOT_KSERVE_DIR
 if ! wait "$images_pid"; then
   cat "$images_log" >&2
   echo "test.sh: building the images failed (log above)" >&2

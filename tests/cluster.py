@@ -26,6 +26,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 
@@ -95,6 +96,11 @@ class NodeCluster:
     containerd_socket: Path
     bin_dir: Path
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def host_ip(self) -> str:
+        """The host's veth address, which pods reach (the API server listens there)."""
+        return str(urlsplit(self.url).hostname)
 
     def in_node(self, *command: str) -> list[str]:
         """``command`` prefixed to run in the node's network and mount namespaces."""
@@ -721,6 +727,38 @@ def _serving(process: subprocess.Popen[bytes], log: Path, probe_url: str) -> Cal
         return requests.get(probe_url, timeout=2).status_code == 200
 
     return check
+
+
+def diagnosis(core: Any, namespace: str) -> str:
+    """Pods' phases and container states, warning events and each container's last log lines in a namespace.
+
+    Args:
+        core: A ``kubernetes.client.CoreV1Api``.
+        namespace: The namespace.
+    """
+    from kubernetes import client
+
+    lines = []
+    for pod in core.list_namespaced_pod(namespace).items:
+        states = [
+            f"{s.name}: ready={s.ready} restarts={s.restart_count} {s.state.to_dict()}"
+            for s in pod.status.container_statuses or []
+        ]
+        lines.append(f"pod {pod.metadata.name} {pod.status.phase} {states}")
+        for container in pod.spec.containers:
+            try:
+                log = core.read_namespaced_pod_log(
+                    pod.metadata.name, namespace, container=container.name, tail_lines=15
+                )
+            except client.ApiException as error:
+                log = f"(no log: {error.reason})"
+            lines.append(f"--- {pod.metadata.name}/{container.name}:\n{log}")
+    for event in core.list_namespaced_event(namespace).items:
+        if event.type != "Normal":
+            lines.append(
+                f"event {event.involved_object.kind}/{event.involved_object.name}: {event.reason} {event.message}"
+            )
+    return "\n".join(lines)
 
 
 def wait_until(what: str, probe: Callable[[], T | None], timeout: float = 120.0) -> T:

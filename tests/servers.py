@@ -129,7 +129,7 @@ class MlflowServer:
     """A running MLflow tracking server.
 
     Attributes:
-        url: Its tracking URI, ``http://127.0.0.1:PORT``.
+        url: Its tracking URI, ``http://HOST:PORT``.
         pid: The server's process id (a test may stop it).
     """
 
@@ -139,7 +139,13 @@ class MlflowServer:
 
 @contextmanager
 def run_mlflow(
-    work_dir: Path, *, artifacts: str, env: dict[str, str] | None = None, port: int = 0, timeout: float = 90.0
+    work_dir: Path,
+    *,
+    artifacts: str,
+    env: dict[str, str] | None = None,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    timeout: float = 90.0,
 ) -> Iterator[MlflowServer]:
     """Run ``mlflow server`` (SQLite in ``work_dir``, artifacts served through it) until the block exits.
 
@@ -148,6 +154,7 @@ def run_mlflow(
         artifacts: Where the server stores artifacts: a folder or ``s3://bucket/prefix``.
         env: Extra environment (S3 endpoint and credentials).
         port: Port to listen on (0: a free one); a restart passes the old one.
+        host: Address to listen on (a private address: MLflow allows its Host header).
         timeout: Seconds to wait for ``/health``.
 
     Yields:
@@ -155,8 +162,8 @@ def run_mlflow(
     """
     import sys
 
-    url = f"http://127.0.0.1:{port or free_port()}"
-    command = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1"]
+    url = f"http://{host}:{port or free_port()}"
+    command = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", host]
     command += ["--port", url.rsplit(":", 1)[1], "--workers", "1"]
     command += ["--backend-store-uri", f"sqlite:///{work_dir / 'mlflow.db'}"]
     command += ["--serve-artifacts", "--artifacts-destination", artifacts]

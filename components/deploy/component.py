@@ -56,8 +56,9 @@ def release_challenger(
         version: The version the gate passed.
         canary_policy: JSON object of ``CanaryPolicy`` fields (steps, margins, timings); ``{}``
             for the defaults.
-        target: ``local`` (model servers behind the splitter on this machine) or ``kserve``
-            (the InferenceService's canary revision).
+        target: ``local`` (model servers behind the splitter on this machine), ``kserve``
+            (the InferenceService's canary revision; KServe's Serverless mode) or ``kserve-raw``
+            (KServe's RawDeployment mode: the new predictor pods replace the old once ready).
         serving_dir: Local target: folder of the servers' state and logs.
         port: Local target: the splitter's HTTP port (0 picks a free one).
         namespace: KServe target: the InferenceService's namespace.
@@ -77,9 +78,12 @@ def release_challenger(
 
     common = {"tracking_uri": tracking_uri, "model_name": model_name, "version": version}
     policy = CanaryPolicy.from_json(canary_policy)
-    if target == "kserve":
+    if target not in ("local", "kserve", "kserve-raw"):
+        raise ValueError(f"target={target!r}: use local, kserve or kserve-raw")
+    if target != "local":
         outcome = release_kserve(
             **common,
+            mode="RawDeployment" if target == "kserve-raw" else "Serverless",
             namespace=namespace,
             image=image,
             env_secret=env_secret,

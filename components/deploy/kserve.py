@@ -5,11 +5,14 @@ MLflow registry. KServe's canary rollout works on one InferenceService: changing
 with ``canaryTrafficPercent: N`` starts a new revision that gets N% of the traffic while the last
 rolled-out revision keeps the rest; removing the field promotes the new revision to 100%;
 setting it to 0 rolls back (all traffic to the previous revision). Canaries need KServe's
-Serverless (Knative) deployment mode. In RawDeployment mode there are no revisions to split
-traffic between: a rollout replaces the predictor, and a rollback puts the previous model URI
-(kept in an annotation) back.
+Serverless (Knative) deployment mode. In RawDeployment (KServe's Standard) mode there are no
+revisions to split traffic between: a rollout replaces the predictor's pods (the Deployment keeps
+the old ones until the new ones are ready), ``release`` waits for the new pods and rolls back
+when they do not become ready, and a rollback puts the previous model URI (kept in an
+annotation) back.
 """
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,13 +30,16 @@ __all__ = [
     "PREVIOUS_MODEL_ANNOTATION",
     "InferenceServiceRouter",
     "PredictorSpec",
+    "Rollout",
     "inference_service",
     "model_uri",
     "promote",
     "release",
     "roll_back",
     "roll_out",
+    "rollout_status",
     "traffic",
+    "wait_rolled_out",
 ]
 
 MODES = ("Serverless", "RawDeployment")
@@ -42,6 +48,12 @@ PREVIOUS_MODEL_ANNOTATION = "driftpilot.io/previous-model-uri"
 
 # The predictor's pod securityContext is KServe's to set: the container carries the pod's settings too.
 _SECURE = {**SECURE_CONTAINER, "runAsNonRoot": True, "seccompProfile": SECURE_POD["seccompProfile"]}
+# Seconds a retired RawDeployment predictor pod keeps serving (kube-proxy takes about a second).
+_DRAIN_S = 5
+# Waiting reasons of a predictor container that will not start without a change to its spec.
+_STUCK_REASONS = frozenset(
+    {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"}
+)
 
 
 @dataclass(frozen=True)
@@ -113,7 +125,15 @@ def inference_service(spec: PredictorSpec, *, canary_percent: int | None = None)
         "resources": spec.resources,
         "securityContext": _SECURE,
         "readinessProbe": {"httpGet": {"path": f"/v2/models/{spec.name}/ready", "port": 8080}},
+        # A server that exits on a model it cannot load says why in its status (what a rollback reports).
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        # The root is read-only: the model is downloaded to a writable /tmp.
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
+    if spec.mode == "RawDeployment":
+        # A rolling update retires the old pods: each keeps answering until kube-proxy has taken it
+        # out of the Service (Knative drains its revisions itself and refuses the field).
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": _DRAIN_S}}}
     if spec.env:
         container["env"] = [{"name": k, "value": v} for k, v in sorted(spec.env.items())]
     if spec.env_secret:
@@ -122,6 +142,7 @@ def inference_service(spec: PredictorSpec, *, canary_percent: int | None = None)
         "minReplicas": spec.min_replicas,
         "maxReplicas": spec.max_replicas,
         "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
     }
     if spec.service_account:
         predictor["serviceAccountName"] = spec.service_account
@@ -141,10 +162,123 @@ def inference_service(spec: PredictorSpec, *, canary_percent: int | None = None)
     }
 
 
+def _uri_in(args: list[str]) -> str:
+    return str(args[args.index("--model_uri") + 1]) if "--model_uri" in args else ""
+
+
 def model_uri(isvc: dict[str, Any]) -> str:
     """The model URI an InferenceService's predictor serves ('' when it names none)."""
-    args = isvc["spec"]["predictor"]["containers"][0].get("args", [])
-    return str(args[args.index("--model_uri") + 1]) if "--model_uri" in args else ""
+    return _uri_in(isvc["spec"]["predictor"]["containers"][0].get("args", []))
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """Where a RawDeployment rollout of a model URI stands, from the InferenceService's predictor pods.
+
+    Attributes:
+        ready: Pods of the new model URI that are Ready.
+        old: Pods of another model URI not yet retired.
+        stuck: Why a pod of the new URI will not become ready (``pod: reason``); '' when none is stuck.
+    """
+
+    ready: int
+    old: int
+    stuck: str
+
+    def done(self, replicas: int) -> bool:
+        """At least ``replicas`` new pods are ready and no old pod is left."""
+        return self.ready >= replicas and self.old == 0
+
+
+def rollout_status(api: client.ApiClient, namespace: str, name: str, uri: str) -> Rollout:
+    """Read the predictor pods of an InferenceService and how far they are on ``uri``.
+
+    Pods being deleted are not counted; a pod counts for the model URI its ``kserve-container``
+    is started with.
+    """
+    pods = (
+        client.CoreV1Api(api)
+        .list_namespaced_pod(namespace, label_selector=f"serving.kserve.io/inferenceservice={name}")
+        .items
+    )
+    ready = old = 0
+    stuck = ""
+    for pod in pods:
+        if pod.metadata.deletion_timestamp is not None:
+            continue
+        container = next((c for c in pod.spec.containers if c.name == "kserve-container"), None)
+        if container is None or _uri_in(list(container.args or [])) != uri:
+            old += 1
+            continue
+        statuses = pod.status.container_statuses or []
+        why = next((_why_stuck(s) for s in statuses if s.name == "kserve-container"), "")
+        if why:
+            stuck = f"{pod.metadata.name}: {why}"
+        conditions = pod.status.conditions or []
+        if pod.status.phase == "Running" and any(c.type == "Ready" and c.status == "True" for c in conditions):
+            ready += 1
+    return Rollout(ready, old, stuck)
+
+
+def _why_stuck(status: Any) -> str:
+    """Why a predictor container will not become ready ('' when it may yet).
+
+    It cannot be created or its image pulled, or its model server exited with an error and
+    was restarted (a model that does not load fails the same way every time; its last log line,
+    the termination message, says why).
+    """
+    waiting = status.state.waiting if status.state else None
+    if waiting is not None and waiting.reason in _STUCK_REASONS:
+        return f"{waiting.reason}: {waiting.message or ''}".rstrip(": ")
+    exited = (status.state.terminated if status.state else None) or (
+        status.last_state.terminated if status.last_state else None
+    )
+    if status.restart_count >= 1 and exited is not None and exited.exit_code != 0:
+        lines = (exited.message or "").strip().splitlines()
+        said = f": {lines[-1]}" if lines else ""
+        return f"exited with code {exited.exit_code}, restarted {status.restart_count} time(s){said}"
+    return ""
+
+
+def wait_rolled_out(
+    api: client.ApiClient,
+    namespace: str,
+    spec: PredictorSpec,
+    *,
+    timeout_s: float,
+    interval_s: float = 2.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Wait until a RawDeployment rollout of ``spec`` is done (``Rollout.done`` for its minimum replicas).
+
+    Args:
+        api: Kubernetes API client (allowed to list pods).
+        namespace: The InferenceService's namespace.
+        spec: The predictor rolled out.
+        timeout_s: How long the new pods have to become ready.
+        interval_s: Seconds between reads.
+        clock: Monotonic seconds.
+        sleep: Waits between reads.
+
+    Returns:
+        '' when it is done; otherwise why not: a pod that will not become ready (its server
+        exited with an error again, its image cannot be had; said as soon as it is seen), or the
+        timeout with the last state.
+    """
+    deadline = clock() + timeout_s
+    while True:
+        state = rollout_status(api, namespace, spec.name, spec.model_uri)
+        if state.done(spec.min_replicas):
+            return ""
+        if state.stuck:
+            return f"a predictor pod of {spec.model_uri} will not become ready ({state.stuck})"
+        if clock() >= deadline:
+            return (
+                f"{spec.model_uri} not rolled out in {timeout_s:.0f} s: {state.ready} of {spec.min_replicas} "
+                f"new pod(s) ready, {state.old} old pod(s) left"
+            )
+        sleep(interval_s)
 
 
 def roll_out(
@@ -274,9 +408,11 @@ def release(
 ) -> CanaryOutcome | None:
     """Roll a new model out on an InferenceService through a judged canary, holding its rollout lease.
 
-    A new InferenceService (nothing to compare with) and RawDeployment mode (no revisions to
-    split traffic between) take the model at once; otherwise the new revision starts at the
-    policy's first step and ``run_canary`` promotes it or rolls it back.
+    A new InferenceService (nothing to compare with) takes the model at once. In RawDeployment
+    mode (no revisions to split traffic between) the new predictor pods replace the old ones and
+    the release waits ``policy.step_timeout_s`` for them: when they do not become ready (a model
+    that does not load crash-loops) it is rolled back to the previous model URI. Otherwise the
+    new revision starts at the policy's first step and ``run_canary`` promotes it or rolls it back.
 
     Args:
         api: Kubernetes API client.
@@ -288,7 +424,9 @@ def release(
         record: Called with every canary decision.
 
     Returns:
-        The canary's outcome, or None when no canary ran.
+        The canary's outcome (a RawDeployment rollout's has one decision, ``promote`` or
+        ``rollback``, at 100%), or None when nothing was compared (a new InferenceService, or
+        the version already served).
 
     Raises:
         RolloutBusyError: Another rollout holds the InferenceService.
@@ -303,7 +441,27 @@ def release(
         ):
             return None  # already serving it
         roll_out(api, namespace, spec, canary_percent=policy.steps[0])
-        if stored is None or spec.mode != "Serverless":
+        if stored is None:
             return None
+        if spec.mode != "Serverless":
+            return _replace_pods(api, namespace, spec, policy, record)
         router = InferenceServiceRouter(api, namespace, spec.name, stats)
         return run_canary(router, policy, record=record)
+
+
+def _replace_pods(
+    api: client.ApiClient, namespace: str, spec: PredictorSpec, policy: CanaryPolicy, record: Callable[[Verdict], None]
+) -> CanaryOutcome:
+    """Judge a RawDeployment rollout by its new pods: promoted when ready, rolled back when not."""
+    try:
+        blocked = wait_rolled_out(api, namespace, spec, timeout_s=policy.step_timeout_s, interval_s=policy.interval_s)
+    except BaseException:
+        roll_back(api, namespace, spec.name)
+        raise
+    reason = blocked or f"RawDeployment: the predictor pods of {spec.model_uri} are ready and the old ones retired"
+    none = (VariantStats("stable"), VariantStats("canary"))
+    verdict = Verdict("rollback" if blocked else "promote", reason, 100, (), *none)
+    record(verdict)
+    if blocked:
+        roll_back(api, namespace, spec.name)
+    return CanaryOutcome(not blocked, verdict, (verdict,))

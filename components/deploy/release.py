@@ -97,6 +97,7 @@ def release_kserve(
     logger_url: str = "",
     policy: CanaryPolicy | None = None,
     kubeconfig: str | None = None,
+    mode: str = "Serverless",
 ) -> CanaryOutcome | None:
     """Release a gate-passed version on its InferenceService (named after the model) in a cluster.
 
@@ -113,9 +114,12 @@ def release_kserve(
         logger_url: Where KServe's logger posts requests and responses ('' for none).
         policy: The canary policy.
         kubeconfig: A kubeconfig path; None uses the pod's service account.
+        mode: KServe's deployment mode of the InferenceService: ``Serverless`` (a canary
+            revision) or ``RawDeployment`` (its new pods replace the old ones once ready).
 
     Returns:
-        The canary's outcome, or None when the InferenceService was created (nothing to compare).
+        The canary's outcome, or None when the InferenceService was created (nothing to compare)
+        or already serves the version.
 
     Raises:
         ModelRegistryError: The gate has not passed the version.
@@ -134,6 +138,7 @@ def release_kserve(
         env_secret=env_secret,
         logger_url=logger_url,
         annotations={"driftpilot.io/model-version": version, "driftpilot.io/incident": incident},
+        mode=mode,
     )
 
     def run() -> CanaryOutcome | None:

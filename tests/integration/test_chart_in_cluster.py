@@ -32,7 +32,7 @@ from components.common.inference_log import REQUEST_TYPE, RESPONSE_TYPE
 from components.common.store import Store
 from components.monitor.core import LOG_PREFIX
 from components.register.core import CHAMPION, Lineage, ModelRef, find_alias, register_model
-from tests.cluster import NodeCluster, wait_until
+from tests.cluster import NodeCluster, diagnosis, wait_until
 from tests.conftest import RollbackModels
 from tests.servers import helm, yaml_documents
 
@@ -122,31 +122,6 @@ def persistent_volume(cluster: NodeCluster, claim: str, spec: dict[str, Any]) ->
     }
 
 
-def diagnosis(core: client.CoreV1Api) -> str:
-    """Pods' phases and container states, the namespace's warning events and the last log lines of each container."""
-    lines = []
-    for pod in core.list_namespaced_pod(NAMESPACE).items:
-        states = [
-            f"{s.name}: ready={s.ready} restarts={s.restart_count} {s.state.to_dict()}"
-            for s in pod.status.container_statuses or []
-        ]
-        lines.append(f"pod {pod.metadata.name} {pod.status.phase} {states}")
-        for container in pod.spec.containers:
-            try:
-                log = core.read_namespaced_pod_log(
-                    pod.metadata.name, NAMESPACE, container=container.name, tail_lines=15
-                )
-            except client.ApiException as error:
-                log = f"(no log: {error.reason})"
-            lines.append(f"--- {pod.metadata.name}/{container.name}:\n{log}")
-    for event in core.list_namespaced_event(NAMESPACE).items:
-        if event.type != "Normal":
-            lines.append(
-                f"event {event.involved_object.kind}/{event.involved_object.name}: {event.reason} {event.message}"
-            )
-    return "\n".join(lines)
-
-
 @pytest.fixture(scope="module")
 def release(
     node_cluster: NodeCluster, node_api: client.ApiClient, tmp_path_factory: pytest.TempPathFactory
@@ -179,7 +154,7 @@ def release(
                 node_cluster, "install", RELEASE, str(CHART), "-f", str(values_file), "--wait", "--timeout", "12m"
             )
         except RuntimeError as error:
-            raise AssertionError(f"{error}\n{diagnosis(core)}") from None
+            raise AssertionError(f"{error}\n{diagnosis(core, NAMESPACE)}") from None
         secret = core.read_namespaced_secret(f"{RELEASE}-minio", NAMESPACE).data
         s3 = {
             "endpoint_override": service_url(core, "minio", "s3"),
@@ -237,13 +212,13 @@ def test_every_pod_runs_on_the_node_from_local_images_and_the_bucket_hook_succee
     images = set()
     for component in ("minio", "postgresql", "mlflow", "monitor", "coordinator"):
         pod = ready_pod(core, component)
-        assert pod is not None, f"{component}: no ready pod after helm install --wait\n{diagnosis(core)}"
+        assert pod is not None, f"{component}: no ready pod after helm install --wait\n{diagnosis(core, NAMESPACE)}"
         assert pod.spec.node_name == release.cluster.node_name
         images |= {container.image for container in pod.spec.containers}
     assert images == {COMPONENTS_IMAGE, os.environ[STAND_INS["minio"]], os.environ[STAND_INS["postgresql"]]}
 
     job = client.BatchV1Api(release.api).read_namespaced_job(f"{RELEASE}-buckets", NAMESPACE)
-    assert job.status.succeeded == 1, diagnosis(core)
+    assert job.status.succeeded == 1, diagnosis(core, NAMESPACE)
     # The hook made the lake's and MLflow's bucket (one bucket, two prefixes by default).
     assert Store("s3://driftpilot", release.s3).fs.get_file_info("driftpilot").type == FileType.Directory
     claims_bound = {
@@ -304,7 +279,7 @@ def test_killed_pods_are_replaced_and_the_registry_survives(release: Release, ch
     killed = {}
     for component in ("postgresql", "mlflow"):
         pod = ready_pod(core, component)
-        assert pod is not None, diagnosis(core)
+        assert pod is not None, diagnosis(core, NAMESPACE)
         killed[component] = pod.metadata.uid
         core.delete_namespaced_pod(pod.metadata.name, NAMESPACE, grace_period_seconds=0)
     for component, uid in killed.items():
