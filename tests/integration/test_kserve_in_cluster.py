@@ -6,7 +6,9 @@ and a Service, the predictor pods run the serving image on the node and load the
 the host's veth address (artifacts served through it), and the tests call V1 and V2 through the Service's cluster
 IP. A rollout to a model that does not load is caught by ``release`` (its pod never becomes ready) and rolled back
 while the old pod keeps answering; rollouts are undone by ``driftpilot rollback`` and by the README's ``kubectl``
-line; the rollout lease lets one of two racing releases through.
+line; the rollout lease lets one of two racing releases through. Last, the drift-response pipeline runs as a
+cluster runs it, each step a container of the components image (kfp.local's DockerRunner), and rolls a bad
+champion back on an InferenceService of its own.
 """
 
 import base64
