@@ -652,7 +652,7 @@ def _kubelet(node: _Node, kubeconfig: Path, admin: _Api) -> Iterator[None]:
             if process.poll() is not None:
                 raise RuntimeError(f"kubelet exited with {process.returncode}:\n{_log_tail(log)}")
             response = admin.get(f"/api/v1/nodes/{node.name}")
-            conditions = response.json().get("status", {}).get("conditions", []) if response.ok else []
+            conditions = (response.json().get("status") or {}).get("conditions") or [] if response.ok else []
             return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
         node.wait_for("node Ready", ready, [log, node.work_dir / "containerd.log"])

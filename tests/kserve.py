@@ -25,7 +25,7 @@ import yaml
 from kubernetes import client
 
 from tests.cluster import NodeCluster, wait_until
-from tests.servers import _process, _wait_ok, cache_bin_dir, free_port, wait_established, yaml_documents
+from tests.servers import _process, _wait_ok, cache_bin_dir, free_port, install_crds, yaml_documents
 
 KSERVE_DIR_ENV = "DRIFTPILOT_KSERVE_DIR"
 NAMESPACE = "kserve"
@@ -82,7 +82,7 @@ def run_kserve(
         The manager.
     """
     module = kserve_module_dir()
-    _install_crds(api, module)
+    install_crds(api, module / "config" / "crd" / "full")
     core = client.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": NAMESPACE}})
     core.create_namespaced_config_map(NAMESPACE, _config_map(module))
@@ -111,23 +111,6 @@ def run_kserve(
         # Last in, first out: the InferenceServices go while the manager runs (it removes their finalizer).
         stack.callback(_delete_inference_services, api)
         yield KServe(module, log, webhooks)
-
-
-def _install_crds(api: client.ApiClient, module: Path) -> None:
-    extensions = client.ApiextensionsV1Api(api)
-    names = []
-    for path in sorted((module / "config" / "crd" / "full").rglob("*.yaml")):
-        for crd in yaml_documents(path.read_text(encoding="utf-8")):
-            if crd["kind"] != "CustomResourceDefinition" or "group" not in crd.get("spec", {}):
-                continue  # kustomize patches
-            try:
-                extensions.create_custom_resource_definition(crd, _preload_content=False)
-            except client.ApiException as exc:
-                if exc.status != 409:
-                    raise
-            names.append(crd["metadata"]["name"])
-    for name in names:
-        wait_established(extensions, name, timeout=60)
 
 
 def _config_map(module: Path) -> dict[str, Any]:

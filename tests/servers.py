@@ -343,7 +343,8 @@ def wait_established(extensions: Any, name: str, timeout: float = 30.0) -> None:
     deadline, conditions = time.monotonic() + timeout, []
     while time.monotonic() < deadline:
         response = extensions.read_custom_resource_definition(name, _preload_content=False)
-        conditions = json.loads(response.data).get("status", {}).get("conditions", [])
+        # A CRD just created has ``status.conditions: null`` until its controller has looked at it.
+        conditions = (json.loads(response.data).get("status") or {}).get("conditions") or []
         if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
             return
         time.sleep(0.2)
@@ -459,14 +460,25 @@ def yaml_documents(text: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(text) if isinstance(d, dict) and d.get("kind")]
 
 
-def install_crds(api: Any) -> list[str]:
-    """Install every gathered CRD into an API server (409s are fine) and wait until each is served."""
+def install_crds(api: Any, folder: Path | None = None) -> list[str]:
+    """Install every CRD under a folder into an API server (409s are fine) and wait until each is served.
+
+    Args:
+        api: A ``kubernetes.client.ApiClient``.
+        folder: Where the CRD manifests are; the gathered CRDs (``crds_dir()``) by default. Other documents
+            there (kustomize patches of a CRD, with no ``spec.group``) are passed over.
+
+    Returns:
+        The names of the CRDs installed.
+    """
     from kubernetes import client
 
     extensions = client.ApiextensionsV1Api(api)
     names = []
-    for path in sorted(crds_dir().rglob("*.yaml")):
+    for path in sorted((folder or crds_dir()).rglob("*.yaml")):
         for crd in yaml_documents(path.read_text(encoding="utf-8")):
+            if crd.get("kind") != "CustomResourceDefinition" or "group" not in crd.get("spec", {}):
+                continue
             try:
                 extensions.create_custom_resource_definition(crd, _preload_content=False)
             except client.ApiException as exc:
