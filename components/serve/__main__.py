@@ -34,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="post each request and response to this URL as KServe's logger would (the drift monitor)",
     )
     parser.add_argument(
+        "--max_connection_age_s",
+        type=float,
+        default=0.0,
+        help="close a kept-alive client connection once it is this many seconds old, so a Kubernetes "
+        "Service (which balances connections) spreads requests over pods started later; 0: never",
+    )
+    parser.add_argument(
         "--tracking_uri",
         default=None,
         help="MLflow tracking/registry URI (default: MLflow's, i.e. env MLFLOW_TRACKING_URI)",
@@ -57,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     model = DriftpilotModel(args.model_name, args.model_uri, tracking_uri=args.tracking_uri)
     model.load()
     uvicorn.run(
-        build_app(model, logger_url=args.logger_url),
+        build_app(model, logger_url=args.logger_url, max_connection_age_s=args.max_connection_age_s),
         host="0.0.0.0",  # a model server in a pod listens on the pod's address
         port=args.http_port,
         loop="uvloop",

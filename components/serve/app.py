@@ -11,6 +11,9 @@ handling (measured by ``tests/bench/serve.py``). This app serves the same ``Drif
 * ``GET /metrics``: Prometheus counters and latency histograms per route and status, and the
   running sums a canary analysis reads (answered requests, log latency, scores; by model version).
 
+With ``max_connection_age_s`` a kept-alive connection is closed once that old
+(``components.serve.connections``), so a Service balancing connections spreads requests over new pods.
+
 Bad payloads get a 400 ``{"error": "<what is wrong and what to send>"}``, an unknown model a
 404, never a 500. Only JSON bodies are read (V2's binary extension and gRPC are not served).
 """
@@ -28,10 +31,12 @@ from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from components.serve.connections import MaxConnectionAge
 from components.serve.logger import InferenceLogger
 from components.serve.model import DriftpilotModel
 
@@ -73,13 +78,14 @@ def _v2_body(response: InferResponse) -> dict[str, Any]:
     return body
 
 
-def build_app(model: DriftpilotModel, *, logger_url: str = "") -> Starlette:
+def build_app(model: DriftpilotModel, *, logger_url: str = "", max_connection_age_s: float = 0.0) -> Starlette:
     """The ASGI app serving one loaded model.
 
     Args:
         model: The model, loaded (``model.load()``) before the app takes requests.
         logger_url: Where each request and response is posted as an inference-log CloudEvent
             (``components.serve.logger``); '' for nowhere.
+        max_connection_age_s: Seconds a client connection is kept alive at most; 0 for no limit.
 
     Returns:
         The app (run it with uvicorn).
@@ -202,8 +208,10 @@ def build_app(model: DriftpilotModel, *, logger_url: str = "") -> Starlette:
         if inference_log is not None:
             inference_log.close()  # send what is queued before the process ends
 
+    middleware = [Middleware(MaxConnectionAge, max_age_s=max_connection_age_s)] if max_connection_age_s > 0 else []
     return Starlette(
         lifespan=lifespan,
+        middleware=middleware,
         routes=[
             Route("/v1/models/{name}:predict", v1_predict, methods=["POST"]),
             Route("/v1/models/{name}", v1_status, methods=["GET"]),
