@@ -252,8 +252,8 @@ def drift_response_pipeline(
         serving_target: ``local`` (model servers behind a splitter in ``serving_dir``),
             ``kserve`` (a canary on the InferenceService named after the model in
             ``serving_namespace``; KServe's Serverless mode) or ``kserve-raw`` (that
-            InferenceService in KServe's RawDeployment mode: no canary, the new pods replace the
-            old once ready and it is rolled back when they are not).
+            InferenceService in KServe's RawDeployment mode: the canary runs on pods of its own
+            behind the predictor's Service, then KServe's pods are rolled to the promoted model).
         serving_namespace: KServe target: the InferenceService's namespace.
         serving_image: KServe target: the serving image.
         serving_secret: KServe target: Secret with the predictor's environment

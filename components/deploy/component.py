@@ -58,7 +58,7 @@ def release_challenger(
             for the defaults.
         target: ``local`` (model servers behind the splitter on this machine), ``kserve``
             (the InferenceService's canary revision; KServe's Serverless mode) or ``kserve-raw``
-            (KServe's RawDeployment mode: the new predictor pods replace the old once ready).
+            (KServe's RawDeployment mode: the canary on pods of its own beside KServe's).
         serving_dir: Local target: folder of the servers' state and logs.
         port: Local target: the splitter's HTTP port (0 picks a free one).
         namespace: KServe target: the InferenceService's namespace.

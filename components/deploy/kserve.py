@@ -6,10 +6,10 @@ with ``canaryTrafficPercent: N`` starts a new revision that gets N% of the traff
 rolled-out revision keeps the rest; removing the field promotes the new revision to 100%;
 setting it to 0 rolls back (all traffic to the previous revision). Canaries need KServe's
 Serverless (Knative) deployment mode. In RawDeployment (KServe's Standard) mode there are no
-revisions to split traffic between: a rollout replaces the predictor's pods (the Deployment keeps
-the old ones until the new ones are ready), ``release`` waits for the new pods and rolls back
-when they do not become ready, and a rollback puts the previous model URI (kept in an
-annotation) back.
+revisions to split traffic between: the canary runs on pods of its own beside KServe's
+(``components.deploy.standard``); a promotion replaces the predictor's pods (the Deployment keeps
+the old ones until the new ones are ready, ``release`` waits for them), and a rollback by hand
+puts the previous model URI (kept in an annotation) back.
 """
 
 import time
@@ -19,11 +19,13 @@ from typing import Any
 
 from kubernetes import client
 
+from components.common.errors import ServingError
 from components.common.kube import INFERENCE_SERVICE, apply_custom, get_custom, patch_custom
 from components.common.security import SECURE_CONTAINER, SECURE_POD
 from components.deploy.canary import CanaryPolicy, VariantStats, Verdict
 from components.deploy.controller import CanaryOutcome, run_canary
 from components.deploy.lease import rollout_lease
+from components.deploy.standard import TRACK_LABEL, StandardCanaryRouter
 
 __all__ = [
     "MODES",
@@ -50,6 +52,8 @@ PREVIOUS_MODEL_ANNOTATION = "driftpilot.io/previous-model-uri"
 _SECURE = {**SECURE_CONTAINER, "runAsNonRoot": True, "seccompProfile": SECURE_POD["seccompProfile"]}
 # Seconds a retired RawDeployment predictor pod keeps serving (kube-proxy takes about a second).
 _DRAIN_S = 5
+# Seconds a RawDeployment predictor keeps a client connection (a canary step lasts a minute or more).
+_CONNECTION_AGE_S = 10
 # Waiting reasons of a predictor container that will not start without a change to its spec.
 _STUCK_REASONS = frozenset(
     {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"}
@@ -134,6 +138,9 @@ def inference_service(spec: PredictorSpec, *, canary_percent: int | None = None)
         # A rolling update retires the old pods: each keeps answering until kube-proxy has taken it
         # out of the Service (Knative drains its revisions itself and refuses the field).
         container["lifecycle"] = {"preStop": {"sleep": {"seconds": _DRAIN_S}}}
+        # The Service balances connections: kept-alive clients move to new (canary) pods only
+        # when their connections are renewed (Knative's proxies balance requests).
+        container["args"] += ["--max_connection_age_s", str(_CONNECTION_AGE_S)]
     if spec.env:
         container["env"] = [{"name": k, "value": v} for k, v in sorted(spec.env.items())]
     if spec.env_secret:
@@ -190,17 +197,23 @@ class Rollout:
         return self.ready >= replicas and self.old == 0
 
 
-def rollout_status(api: client.ApiClient, namespace: str, name: str, uri: str) -> Rollout:
+def rollout_status(api: client.ApiClient, namespace: str, name: str, uri: str, *, canary: bool = False) -> Rollout:
     """Read the predictor pods of an InferenceService and how far they are on ``uri``.
 
     Pods being deleted are not counted; a pod counts for the model URI its ``kserve-container``
     is started with.
+
+    Args:
+        api: Kubernetes API client (allowed to list pods).
+        namespace: The InferenceService's namespace.
+        name: Its name.
+        uri: The model URI rolled out.
+        canary: Read the Standard-mode canary's pods (``components.deploy.standard``) instead of
+            KServe's own.
     """
-    pods = (
-        client.CoreV1Api(api)
-        .list_namespaced_pod(namespace, label_selector=f"serving.kserve.io/inferenceservice={name}")
-        .items
-    )
+    track = f"{TRACK_LABEL}=canary" if canary else f"!{TRACK_LABEL}"
+    selector = f"serving.kserve.io/inferenceservice={name},{track}"
+    pods = client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector=selector).items
     ready = old = 0
     stuck = ""
     for pod in pods:
@@ -247,6 +260,8 @@ def wait_rolled_out(
     *,
     timeout_s: float,
     interval_s: float = 2.0,
+    canary: bool = False,
+    replicas: int | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> str:
@@ -258,6 +273,8 @@ def wait_rolled_out(
         spec: The predictor rolled out.
         timeout_s: How long the new pods have to become ready.
         interval_s: Seconds between reads.
+        canary: Wait for the Standard-mode canary's pods instead of KServe's own.
+        replicas: Ready pods needed (``spec.min_replicas`` when None).
         clock: Monotonic seconds.
         sleep: Waits between reads.
 
@@ -268,15 +285,17 @@ def wait_rolled_out(
     """
     deadline = clock() + timeout_s
     while True:
-        state = rollout_status(api, namespace, spec.name, spec.model_uri)
-        if state.done(spec.min_replicas):
+        state = rollout_status(api, namespace, spec.name, spec.model_uri, canary=canary)
+        needed = spec.min_replicas if replicas is None else replicas
+        if state.done(needed):
             return ""
+        what = "canary" if canary else "predictor"
         if state.stuck:
-            return f"a predictor pod of {spec.model_uri} will not become ready ({state.stuck})"
+            return f"a {what} pod of {spec.model_uri} will not become ready ({state.stuck})"
         if clock() >= deadline:
             return (
-                f"{spec.model_uri} not rolled out in {timeout_s:.0f} s: {state.ready} of {spec.min_replicas} "
-                f"new pod(s) ready, {state.old} old pod(s) left"
+                f"{spec.model_uri} not rolled out in {timeout_s:.0f} s: {state.ready} of {needed} "
+                f"new {what} pod(s) ready, {state.old} old pod(s) left"
             )
         sleep(interval_s)
 
@@ -408,11 +427,12 @@ def release(
 ) -> CanaryOutcome | None:
     """Roll a new model out on an InferenceService through a judged canary, holding its rollout lease.
 
-    A new InferenceService (nothing to compare with) takes the model at once. In RawDeployment
-    mode (no revisions to split traffic between) the new predictor pods replace the old ones and
-    the release waits ``policy.step_timeout_s`` for them: when they do not become ready (a model
-    that does not load crash-loops) it is rolled back to the previous model URI. Otherwise the
-    new revision starts at the policy's first step and ``run_canary`` promotes it or rolls it back.
+    A new InferenceService (nothing to compare with) takes the model at once. Otherwise the canary
+    starts at the policy's first step and ``run_canary`` promotes it or rolls it back: in
+    Serverless mode the new revision (``canaryTrafficPercent``); in RawDeployment mode, which has
+    no revisions, canary pods beside KServe's own (``components.deploy.standard``), which end the
+    release with a rollback when they do not become ready within ``policy.step_timeout_s`` (a
+    model that does not load crash-loops).
 
     Args:
         api: Kubernetes API client.
@@ -424,14 +444,15 @@ def release(
         record: Called with every canary decision.
 
     Returns:
-        The canary's outcome (a RawDeployment rollout's has one decision, ``promote`` or
-        ``rollback``, at 100%), or None when nothing was compared (a new InferenceService, or
+        The canary's outcome, or None when nothing was compared (a new InferenceService, or
         the version already served).
 
     Raises:
         RolloutBusyError: Another rollout holds the InferenceService.
+        ServingError: A RawDeployment canary passed but KServe's pods did not roll out (rolled back).
     """
-    ttl_s = int(len(policy.steps) * (policy.step_timeout_s + policy.interval_s) + 300)
+    # Every step, and in RawDeployment mode the canary pods' start and the promotion's rollout.
+    ttl_s = int((len(policy.steps) + 2) * (policy.step_timeout_s + policy.interval_s) + 300)
     with rollout_lease(api, namespace, spec.name, holder, ttl_s=ttl_s):
         stored = get_custom(api, INFERENCE_SERVICE, namespace, spec.name)
         if (
@@ -440,28 +461,63 @@ def release(
             and "canaryTrafficPercent" not in stored["spec"]["predictor"]
         ):
             return None  # already serving it
-        roll_out(api, namespace, spec, canary_percent=policy.steps[0])
+        if spec.mode == "Serverless":
+            roll_out(api, namespace, spec, canary_percent=policy.steps[0])
+            if stored is None:
+                return None
+            return run_canary(InferenceServiceRouter(api, namespace, spec.name, stats), policy, record=record)
         if stored is None:
+            roll_out(api, namespace, spec, canary_percent=None)
             return None
-        if spec.mode != "Serverless":
-            return _replace_pods(api, namespace, spec, policy, record)
-        router = InferenceServiceRouter(api, namespace, spec.name, stats)
-        return run_canary(router, policy, record=record)
+        return _standard_canary(api, namespace, spec, stored, policy, stats, record)
 
 
-def _replace_pods(
-    api: client.ApiClient, namespace: str, spec: PredictorSpec, policy: CanaryPolicy, record: Callable[[Verdict], None]
+def _standard_canary(
+    api: client.ApiClient,
+    namespace: str,
+    spec: PredictorSpec,
+    stored: dict[str, Any],
+    policy: CanaryPolicy,
+    stats: Callable[[], tuple[VariantStats, VariantStats]],
+    record: Callable[[Verdict], None],
 ) -> CanaryOutcome:
-    """Judge a RawDeployment rollout by its new pods: promoted when ready, rolled back when not."""
-    try:
+    """Judge a new model on canary pods beside KServe's own (``components.deploy.standard``).
+
+    Canary pods that will not become ready (a model that does not load crash-loops) end it at
+    once with a rollback; otherwise ``run_canary`` steps it and promotes it or rolls it back.
+    """
+
+    def promote_to() -> None:
+        roll_out(api, namespace, spec, canary_percent=None)
         blocked = wait_rolled_out(api, namespace, spec, timeout_s=policy.step_timeout_s, interval_s=policy.interval_s)
+        if blocked:
+            raise ServingError(f"{namespace}/{spec.name}: the canary passed but {blocked}")
+
+    router = StandardCanaryRouter(
+        api, namespace, stored, spec.model_uri, stats=stats, promote_to=promote_to,
+        restore=lambda: roll_back(api, namespace, spec.name),
+    )  # fmt: skip
+    try:
+        router.set_canary(policy.steps[0])
+        blocked = wait_rolled_out(
+            api, namespace, spec, timeout_s=policy.step_timeout_s, interval_s=policy.interval_s,
+            canary=True, replicas=router.replicas,
+        )  # fmt: skip
     except BaseException:
-        roll_back(api, namespace, spec.name)
+        router.roll_back()
         raise
-    reason = blocked or f"RawDeployment: the predictor pods of {spec.model_uri} are ready and the old ones retired"
-    none = (VariantStats("stable"), VariantStats("canary"))
-    verdict = Verdict("rollback" if blocked else "promote", reason, 100, (), *none)
-    record(verdict)
     if blocked:
-        roll_back(api, namespace, spec.name)
-    return CanaryOutcome(not blocked, verdict, (verdict,))
+        verdict = router.with_share(
+            Verdict("rollback", blocked, policy.steps[0], (), VariantStats("stable"), VariantStats("canary"))
+        )
+        record(verdict)
+        router.roll_back()
+        return CanaryOutcome(False, verdict, (verdict,))
+    decisions: list[Verdict] = []
+
+    def noted(verdict: Verdict) -> None:  # each decision says what share of the requests its step really had
+        decisions.append(router.with_share(verdict))
+        record(decisions[-1])
+
+    outcome = run_canary(router, policy, record=noted)
+    return CanaryOutcome(outcome.promoted, decisions[-1], tuple(decisions))

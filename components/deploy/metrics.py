@@ -2,10 +2,11 @@
 
 Each model server (``components.serve.app``) keeps running sums at ``/metrics``: requests by
 status, and for answered requests their log latency and the scores returned. In a cluster,
-KServe splits the traffic between two revisions of an InferenceService; ``PodMetricsSource``
-reads every predictor pod's metrics through the API server's pod proxy and adds them up per
-revision, giving the controller the same ``VariantStats`` the local splitter gives. Delayed
-labels do not reach the servers, so the ``log_loss`` check stays pending on this source.
+KServe splits the traffic between two revisions of an InferenceService (or the predictor's
+Service between KServe's pods and driftpilot's canary pods); ``PodMetricsSource`` reads every
+ready predictor pod's metrics through the API server's pod proxy and adds them up per revision,
+giving the controller the same ``VariantStats`` the local splitter gives. Delayed labels do not
+reach the servers, so the ``log_loss`` check stays pending on this source.
 """
 
 from collections.abc import Iterable
@@ -15,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from components.common.kube import INFERENCE_SERVICE, get_custom
 from components.deploy.canary import Moments, VariantStats
+from components.deploy.standard import TRACK_LABEL, canary_deployment_name
 
 __all__ = ["PodMetricsSource", "merge_stats", "stats_from_metrics"]
 
@@ -75,25 +77,38 @@ def merge_stats(version: str, parts: Iterable[VariantStats]) -> VariantStats:
 class PodMetricsSource:
     """(stable, canary) stats of an InferenceService's two revisions, from its predictor pods.
 
-    The canary is the predictor's ``latestCreatedRevision``, stable its
-    ``latestRolledoutRevision`` (KServe's status). A pod that restarted starts its sums again;
-    that revision's stats then drop, and the analysis sees less traffic than there was.
+    In Serverless mode the canary is the predictor's ``latestCreatedRevision``, stable its
+    ``latestRolledoutRevision`` (KServe's status); in RawDeployment mode the canary is the pods
+    labelled ``driftpilot.io/track: canary`` (``components.deploy.standard``), stable KServe's
+    own. A pod that restarted starts its sums again; that revision's stats then drop, and the
+    analysis sees less traffic than there was.
 
     Args:
         api: Kubernetes API client (allowed to get pods/proxy).
         namespace: The InferenceService's namespace.
         name: Its name.
         port: The model server's port in the pod.
+        mode: KServe's deployment mode of the InferenceService.
     """
 
-    def __init__(self, api: client.ApiClient, namespace: str, name: str, port: int = 8080) -> None:
+    def __init__(
+        self, api: client.ApiClient, namespace: str, name: str, port: int = 8080, mode: str = "Serverless"
+    ) -> None:
         self.api = api
         self.namespace = namespace
         self.name = name
         self.port = port
+        self.mode = mode
+
+    def _revision(self, labels: dict[str, str]) -> str:
+        if self.mode == "Serverless":
+            return labels.get("serving.knative.dev/revision", "")
+        return canary_deployment_name(self.name) if labels.get(TRACK_LABEL) == "canary" else f"{self.name}-predictor"
 
     def revisions(self) -> tuple[str, str] | None:
-        """The (stable, canary) revision names; None until KServe reports both."""
+        """The (stable, canary) revision names (RawDeployment: the two Deployments); None until KServe has both."""
+        if self.mode != "Serverless":
+            return f"{self.name}-predictor", canary_deployment_name(self.name)
         stored = get_custom(self.api, INFERENCE_SERVICE, self.namespace, self.name)
         predictor = (stored or {}).get("status", {}).get("components", {}).get("predictor", {})
         stable, canary = predictor.get("latestRolledoutRevision"), predictor.get("latestCreatedRevision")
@@ -115,8 +130,10 @@ class PodMetricsSource:
         ).items
         found: dict[str, list[VariantStats]] = {stable: [], canary: []}
         for pod in pods:
-            revision = (pod.metadata.labels or {}).get("serving.knative.dev/revision", "")
-            if revision not in found or pod.status.phase != "Running":
+            revision = self._revision(pod.metadata.labels or {})
+            ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+            # A pod still starting has no server to ask yet; one being deleted may be gone by then.
+            if revision not in found or not ready or pod.metadata.deletion_timestamp is not None:
                 continue
             text = core.connect_get_namespaced_pod_proxy_with_path(
                 f"{pod.metadata.name}:{self.port}", self.namespace, "metrics"

@@ -115,7 +115,7 @@ def release_kserve(
         policy: The canary policy.
         kubeconfig: A kubeconfig path; None uses the pod's service account.
         mode: KServe's deployment mode of the InferenceService: ``Serverless`` (a canary
-            revision) or ``RawDeployment`` (its new pods replace the old ones once ready).
+            revision) or ``RawDeployment`` (canary pods beside KServe's own).
 
     Returns:
         The canary's outcome, or None when the InferenceService was created (nothing to compare)
@@ -148,7 +148,7 @@ def release_kserve(
             spec,
             policy or CanaryPolicy(),
             holder=holder,
-            stats=PodMetricsSource(api, namespace, model_name),
+            stats=PodMetricsSource(api, namespace, model_name, mode=mode),
         )
 
     return _gated(tracking_uri=tracking_uri, model_name=model_name, version=version, run=run)

@@ -185,7 +185,8 @@ def test_rbac_is_namespaced_explicit_and_least_privilege(helm: Path, values: Pat
         }
 
     granted = grants(roles["driftpilot-pipeline"])
-    # The release's Role, in the predictors' namespace: the InferenceService, its lease, its pods' metrics.
+    # The release's Role, in the predictors' namespace: the InferenceService, its lease, its canary Deployment,
+    # its pods' metrics.
     assert grants(roles["driftpilot-pipeline-release"]) == {
         ("serving.kserve.io", "inferenceservices", "get"),
         ("serving.kserve.io", "inferenceservices", "create"),
@@ -195,6 +196,10 @@ def test_rbac_is_namespaced_explicit_and_least_privilege(helm: Path, values: Pat
         ("coordination.k8s.io", "leases", "create"),
         ("coordination.k8s.io", "leases", "update"),
         ("coordination.k8s.io", "leases", "delete"),
+        ("apps", "deployments", "get"),
+        ("apps", "deployments", "create"),
+        ("apps", "deployments", "patch"),
+        ("apps", "deployments", "delete"),
         ("", "pods", "list"),
         ("", "pods/proxy", "get"),
     }

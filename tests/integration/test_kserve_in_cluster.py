@@ -4,9 +4,11 @@ The manager (tests/kserve.py) runs in KServe's Standard mode (RawDeployment: no 
 webhooks on. ``release_kserve`` puts registered versions on the InferenceService; KServe turns it into a Deployment
 and a Service, the predictor pods run the serving image on the node and load the version from an MLflow server on
 the host's veth address (artifacts served through it), and the tests call V1 and V2 through the Service's cluster
-IP. A rollout to a model that does not load is caught by ``release`` (its pod never becomes ready) and rolled back
-while the old pod keeps answering; rollouts are undone by ``driftpilot rollback`` and by the README's ``kubectl``
-line; the rollout lease lets one of two racing releases through. Last, the drift-response pipeline runs as a
+IP. A new version is judged on canary pods beside KServe's own, under real traffic through the Service: promoted
+(KServe rolls its pods to it), or rolled back when its scores drift past the margin or when its pod never
+becomes ready (a model that does not load), while the old pod keeps answering; rollouts are undone by
+``driftpilot rollback`` and by the README's ``kubectl`` line; the rollout lease lets one of two racing releases
+through. Last, the drift-response pipeline runs as a
 cluster runs it, each step a container of the components image (kfp.local's DockerRunner), and rolls a bad
 champion back on an InferenceService of its own.
 """
@@ -19,6 +21,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +37,6 @@ from components.common.kube import INFERENCE_SERVICE, apply_custom, get_custom
 from components.common.task import load_task
 from components.deploy.canary import CanaryPolicy
 from components.deploy.kserve import (
-    PREVIOUS_MODEL_ANNOTATION,
     PredictorSpec,
     inference_service,
     model_uri,
@@ -45,6 +47,8 @@ from components.deploy.kserve import (
 from components.deploy.lease import RolloutBusyError
 from components.deploy.metrics import PodMetricsSource
 from components.deploy.release import release_kserve
+from components.deploy.standard import TRACK_LABEL, canary_deployment_name
+from components.deploy.traffic import TrafficReplayer
 from components.features.core import input_columns
 from components.ingest.mirror import GdeltMirror
 from components.register.core import CHAMPION, Lineage, find_alias, lineage_of, record_gate, register_model
@@ -72,9 +76,16 @@ pytestmark = [
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "serving"
 MODEL = "gdelt-tone"
+TASK = load_task(MODEL)
 BAD_URI = f"models:/{MODEL}/404"
 # A rollout's pods start in ~20 s on an idle machine (the image's imports, the model's download).
 POLICY = CanaryPolicy(step_timeout_s=240.0, interval_s=2.0)
+# A canary judged on a few dozen requests, whose latency and scores may differ widely from stable's
+# (a fresh pod on a busy node; RollbackModels' two models score differently): what it tests is the rollout.
+LENIENT = CanaryPolicy(
+    steps=(10, 50), min_requests=40, min_samples=20, latency_ratio=3.0, score_margin=1.0,
+    step_timeout_s=240.0, interval_s=1.0,
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -138,7 +149,9 @@ def registry(  # type: ignore[no-untyped-def]
         yield Registry(mlflow, versions["sound"], versions["conflict"], models, rows)
 
 
-def _release(cluster: NodeCluster, registry: Registry, version: str, holder: str) -> Any:
+def _release(
+    cluster: NodeCluster, registry: Registry, version: str, holder: str, policy: CanaryPolicy = LENIENT
+) -> Any:
     return release_kserve(
         tracking_uri=registry.mlflow.url,
         model_name=MODEL,
@@ -148,7 +161,7 @@ def _release(cluster: NodeCluster, registry: Registry, version: str, holder: str
         env_secret="",
         holder=holder,
         incident=f"incident-{holder}",
-        policy=POLICY,
+        policy=policy,
         kubeconfig=str(cluster.kubeconfig),
         mode="RawDeployment",
     )
@@ -176,19 +189,43 @@ def _serving(api: client.ApiClient, uri: str, name: str = MODEL) -> None:
     wait_until(f"the Service of {name} on its new pods alone", only_new_pods, 60)
 
 
-def _serve_sound(cluster: NodeCluster, api: client.ApiClient, registry: Registry) -> None:
-    """Each test starts from ``sound`` served (released if the InferenceService serves another model or none)."""
-    _release(cluster, registry, registry.sound, "test-setup")
+def _spec(registry: Registry, uri: str, name: str = MODEL) -> PredictorSpec:
+    return PredictorSpec(
+        name=name, image=SERVING_IMAGE, model_uri=uri, env={"MLFLOW_TRACKING_URI": registry.mlflow.url},
+        mode="RawDeployment",
+    )  # fmt: skip
+
+
+def _serve_sound(api: client.ApiClient, registry: Registry) -> None:
+    """Each test starts from ``sound`` served (put on the InferenceService without a canary: test set-up)."""
+    roll_out(api, NAMESPACE, _spec(registry, _uri(registry.sound)), canary_percent=None)
     _serving(api, _uri(registry.sound))
 
 
-def _service_url(api: client.ApiClient) -> str:
-    service = client.CoreV1Api(api).read_namespaced_service(f"{MODEL}-predictor", NAMESPACE)
+def _service_url(api: client.ApiClient, name: str = MODEL) -> str:
+    service = client.CoreV1Api(api).read_namespaced_service(f"{name}-predictor", NAMESPACE)
     return f"http://{service.spec.cluster_ip}:{service.spec.ports[0].port}"
 
 
+@contextmanager
+def _traffic(api: client.ApiClient, rows: pd.DataFrame, name: str = MODEL) -> Iterator[TrafficReplayer]:
+    """Six kept-alive clients calling the predictor's Service (20 requests a second), what a canary is judged on."""
+    instances = payloads.instances(rows[list(input_columns(TASK))], TASK)
+    with TrafficReplayer(_service_url(api, name), name, instances, concurrency=6, rate_per_s=20) as replayer:
+        yield replayer
+
+
+def _no_canary_left(api: client.ApiClient, name: str = MODEL) -> None:
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    names = [d.metadata.name for d in apps.list_namespaced_deployment(NAMESPACE).items]
+    assert canary_deployment_name(name) not in names, names
+    selector = f"serving.kserve.io/inferenceservice={name},{TRACK_LABEL}=canary"
+    wait_until("the canary pods gone", lambda: not core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
+               or None, 60)  # fmt: skip
+
+
 def _v1(api: client.ApiClient, rows: pd.DataFrame) -> requests.Response:
-    instances = payloads.instances(rows[list(input_columns(load_task(MODEL)))], load_task(MODEL))
+    instances = payloads.instances(rows[list(input_columns(TASK))], TASK)
     return requests.post(f"{_service_url(api)}/v1/models/{MODEL}:predict", json={"instances": instances}, timeout=30)
 
 
@@ -240,8 +277,7 @@ def test_a_released_version_is_reconciled_into_pods_that_answer_v1_and_v2_throug
     expected = registry.models[registry.sound].predict_proba(rows)
     np.testing.assert_allclose(predictions, expected, rtol=0, atol=1e-9)
     assert predictions.std() > 0
-    task = load_task(MODEL)
-    inputs = payloads.v2_inputs(payloads.instances(rows[list(input_columns(task))], task), task)
+    inputs = payloads.v2_inputs(payloads.instances(rows[list(input_columns(TASK))], TASK), TASK)
     v2 = requests.post(
         f"{_service_url(node_api)}/v2/models/{MODEL}/infer", json={"id": "r-1", "inputs": inputs}, timeout=30
     )
@@ -294,34 +330,72 @@ class _Prober:
         self._thread.join(timeout=60)
 
 
-def test_a_rollout_to_a_model_that_does_not_load_is_caught_and_rolled_back_while_the_old_pod_answers(
+def test_a_canary_of_a_model_that_does_not_load_is_caught_and_rolled_back_while_the_old_pod_answers(
     node_cluster: NodeCluster, node_api: client.ApiClient, kserve: KServe, registry: Registry
 ) -> None:
-    _serve_sound(node_cluster, node_api, registry)
-    bad = PredictorSpec(
-        name=MODEL,
-        image=SERVING_IMAGE,
-        model_uri=BAD_URI,
-        env={"MLFLOW_TRACKING_URI": registry.mlflow.url},
-        mode="RawDeployment",
-    )
+    _serve_sound(node_api, registry)
+    bad = _spec(registry, BAD_URI)
     started = time.monotonic()
     with _Prober(node_api, registry.rows.head(5)) as prober:
-        stats = PodMetricsSource(node_api, NAMESPACE, MODEL)  # unread: a RawDeployment rollout has no canary
+        stats = PodMetricsSource(node_api, NAMESPACE, MODEL, mode="RawDeployment")
         outcome = release(node_api, NAMESPACE, bad, POLICY, holder="run-bad", stats=stats)
         seen = diagnosis(client.CoreV1Api(node_api), NAMESPACE)
-        _serving(node_api, _uri(registry.sound))
+        _no_canary_left(node_api)
     assert outcome is not None and not outcome.promoted
     reason = outcome.verdict.reason
-    assert (
-        reason.startswith(f"a predictor pod of {BAD_URI} will not become ready") and "exited with code 1" in reason
-    ), seen
+    assert reason.startswith(f"a canary pod of {BAD_URI} will not become ready") and "exited with code 1" in reason, (
+        seen
+    )
     assert "ModelRegistryError" in reason and "not found" in reason, reason  # the server's last log line
+    assert "1 canary and 1 stable pod(s): 50% of the requests" in reason, reason
     assert time.monotonic() - started < POLICY.step_timeout_s / 2  # caught by its exits, not by the timeout
-    isvc = _stored(node_api)
-    assert model_uri(isvc) == _uri(registry.sound)
-    assert isvc["metadata"]["annotations"][PREVIOUS_MODEL_ANNOTATION] == BAD_URI
+    assert model_uri(_stored(node_api)) == _uri(registry.sound)  # the InferenceService was never touched
+    assert rollout_status(node_api, NAMESPACE, MODEL, _uri(registry.sound)).done(1)
     assert prober.statuses and set(prober.statuses) == {200}, prober.statuses
+
+
+def test_a_canary_under_traffic_is_promoted_and_kserve_rolls_its_pods_to_it(
+    node_cluster: NodeCluster, node_api: client.ApiClient, kserve: KServe, registry: Registry
+) -> None:
+    _serve_sound(node_api, registry)
+    with _traffic(node_api, registry.rows) as replayer:
+        outcome = _release(node_cluster, registry, registry.conflict, "run-canary")
+        _serving(node_api, _uri(registry.conflict))
+        _no_canary_left(node_api)
+    counts = replayer.stop()
+    assert outcome is not None and outcome.promoted, outcome
+    assert [d.action for d in outcome.decisions] == ["step", "promote"], outcome.decisions
+    for decision in outcome.decisions:  # one stable pod: each step gives the canary pod half the requests
+        assert "1 canary and 1 stable pod(s): 50% of the requests" in decision.reason, decision.reason
+    # The Service balances connections, renewed every 10 s: over the canary, the kept-alive clients' requests
+    # reach both pods (without the renewal none of them would reach the canary).
+    stable, canary = outcome.verdict.stable.requests, outcome.verdict.canary.requests
+    assert canary >= 2 * LENIENT.min_requests and 0.15 < canary / (stable + canary) < 0.85, (stable, canary)
+    assert counts.sent > 100 and counts.failed == 0, counts  # nothing lost while pods came and went
+    assert model_uri(_stored(node_api)) == _uri(registry.conflict)
+    _answers_as(node_api, registry.models[registry.conflict], registry.rows)
+
+
+def test_a_canary_whose_scores_drift_past_the_margin_is_rolled_back(
+    node_cluster: NodeCluster, node_api: client.ApiClient, kserve: KServe, registry: Registry
+) -> None:
+    _serve_sound(node_api, registry)
+    rows = registry.rows
+    shift = abs(registry.models[registry.conflict].predict_proba(rows).mean()
+                - registry.models[registry.sound].predict_proba(rows).mean())  # fmt: skip
+    assert shift > 0.02, shift
+    strict = CanaryPolicy(**{**LENIENT.__dict__, "score_margin": shift / 3, "min_requests": 400})
+    with _traffic(node_api, rows) as replayer:
+        outcome = _release(node_cluster, registry, registry.conflict, "run-drift", strict)
+        _no_canary_left(node_api)
+    counts = replayer.stop()
+    assert outcome is not None and not outcome.promoted, outcome
+    assert "is worse than" in outcome.verdict.reason and "divergence" in outcome.verdict.reason, outcome.verdict
+    (divergence,) = [c for c in outcome.verdict.checks if c.name == "divergence"]
+    assert divergence.status == "fail" and abs(divergence.difference) > strict.score_margin, divergence
+    assert counts.failed == 0, counts
+    assert model_uri(_stored(node_api)) == _uri(registry.sound)
+    _answers_as(node_api, registry.models[registry.sound], rows)
 
 
 def _readme_kubectl_line() -> str:
@@ -339,8 +413,9 @@ def test_driftpilot_rollback_and_the_readme_kubectl_line_each_undo_a_released_ve
     registry: Registry,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    _serve_sound(node_cluster, node_api, registry)
-    outcome = _release(node_cluster, registry, registry.conflict, "run-2")
+    _serve_sound(node_api, registry)
+    with _traffic(node_api, registry.rows):
+        outcome = _release(node_cluster, registry, registry.conflict, "run-2")
     assert outcome is not None and outcome.promoted, outcome
     assert (
         lineage_of(tracking_uri=registry.mlflow.url, model_name=MODEL, version=registry.conflict)["canary"]
@@ -354,10 +429,7 @@ def test_driftpilot_rollback_and_the_readme_kubectl_line_each_undo_a_released_ve
     _serving(node_api, _uri(registry.sound))
     _answers_as(node_api, registry.models[registry.sound], registry.rows)
 
-    roll_out(node_api, NAMESPACE, PredictorSpec(
-        name=MODEL, image=SERVING_IMAGE, model_uri=_uri(registry.conflict),
-        env={"MLFLOW_TRACKING_URI": registry.mlflow.url}, mode="RawDeployment",
-    ), canary_percent=None)  # fmt: skip
+    roll_out(node_api, NAMESPACE, _spec(registry, _uri(registry.conflict)), canary_percent=None)
     _serving(node_api, _uri(registry.conflict))
     line = _readme_kubectl_line().replace("-n driftpilot", f"-n {NAMESPACE}")
     env = {
@@ -374,7 +446,7 @@ def test_driftpilot_rollback_and_the_readme_kubectl_line_each_undo_a_released_ve
 def test_of_two_releases_racing_for_the_inference_service_one_rolls_out_and_the_other_is_refused(
     node_cluster: NodeCluster, node_api: client.ApiClient, kserve: KServe, registry: Registry
 ) -> None:
-    _serve_sound(node_cluster, node_api, registry)
+    _serve_sound(node_api, registry)
     barrier, outcomes = threading.Barrier(2), {}
 
     def race(holder: str) -> None:
@@ -385,10 +457,11 @@ def test_of_two_releases_racing_for_the_inference_service_one_rolls_out_and_the_
             outcomes[holder] = refused
 
     threads = [threading.Thread(target=race, args=(holder,)) for holder in ("run-a", "run-b")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=POLICY.step_timeout_s + 60)
+    with _traffic(node_api, registry.rows):
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=4 * LENIENT.step_timeout_s)
     refused = [o for o in outcomes.values() if isinstance(o, RolloutBusyError)]
     released = [o for o in outcomes.values() if not isinstance(o, RolloutBusyError)]
     assert len(refused) == 1 and len(released) == 1, outcomes
@@ -436,13 +509,7 @@ def test_the_drift_response_pipeline_in_the_components_image_rolls_a_bad_champio
     name = "gdelt-tone-images"  # a model of its own: the InferenceService and registry history are this test's
     tracking = registry.mlflow.url
     sound, bad = rollback_models.register_bad_champion(tracking_uri=tracking, artifact_root="", model_name=name)
-    bad_spec = PredictorSpec(
-        name=name,
-        image=SERVING_IMAGE,
-        model_uri=f"models:/{name}/{bad}",
-        env={"MLFLOW_TRACKING_URI": tracking},
-        mode="RawDeployment",
-    )
+    bad_spec = _spec(registry, f"models:/{name}/{bad}", name)
     roll_out(node_api, NAMESPACE, bad_spec, canary_percent=None)  # the bad champion serves
 
     home = tmp_path_factory.mktemp("images-home")
@@ -456,26 +523,27 @@ def test_the_drift_response_pipeline_in_the_components_image_rolls_a_bad_champio
     )
     # Host networking: the steps reach the feed on 127.0.0.1 and MLflow and the API server on the veth.
     init_local(home, docker={"network_mode": "host", "environment": {"KUBECONFIG": str(kubeconfig)}})
-    policy = {"step_timeout_s": POLICY.step_timeout_s, "interval_s": POLICY.interval_s}
+    policy = {**LENIENT.__dict__, "steps": list(LENIENT.steps)}
     log = home / "rollback.log"
     try:
         with GdeltMirror(feed_dir) as feed:
             _serving(node_api, bad_spec.model_uri, name)
-            result = run_pipeline(
-                drift_response_pipeline,
-                {
-                    **arguments,
-                    "source": feed.url,
-                    "ingest_workers": 0,
-                    "batch_id": rollback_models.batch,
-                    "evidently": "never",
-                    "canary_policy": json.dumps(policy),
-                    "serving_target": "kserve-raw",
-                    "serving_namespace": NAMESPACE,
-                    "serving_image": SERVING_IMAGE,
-                },
-                log_path=log,
-            )
+            with _traffic(node_api, registry.rows, name):
+                result = run_pipeline(
+                    drift_response_pipeline,
+                    {
+                        **arguments,
+                        "source": feed.url,
+                        "ingest_workers": 0,
+                        "batch_id": rollback_models.batch,
+                        "evidently": "never",
+                        "canary_policy": json.dumps(policy),
+                        "serving_target": "kserve-raw",
+                        "serving_namespace": NAMESPACE,
+                        "serving_image": SERVING_IMAGE,
+                    },
+                    log_path=log,
+                )
     finally:
         init_local(settings.pipeline_root)  # later tests run their steps as subprocesses again
     text = log.read_text()
@@ -488,7 +556,7 @@ def test_the_drift_response_pipeline_in_the_components_image_rolls_a_bad_champio
     assert champion is not None and champion.version == sound
     lineage = lineage_of(tracking_uri=tracking, model_name=name, version=sound)
     assert lineage["gate"] == "promote" and lineage["canary"] == "promoted", lineage
-    assert "RawDeployment" in lineage["canary_reason"]
+    assert "1 canary and 1 stable pod(s)" in lineage["canary_reason"], lineage
     isvc = get_custom(node_api, INFERENCE_SERVICE, NAMESPACE, name)
     assert isvc is not None and model_uri(isvc) == f"models:/{name}/{sound}"
     assert isvc["metadata"]["annotations"]["driftpilot.io/incident"] == result["incident"]

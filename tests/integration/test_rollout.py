@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from components.common.errors import ServingError
 from components.common.images import SERVING_IMAGE
 from components.common.kube import INFERENCE_SERVICE, get_custom, patch_custom
 from components.common.storage import write_table
@@ -31,6 +32,7 @@ from components.deploy.kserve import (
 )
 from components.deploy.lease import RolloutBusyError, rollout_lease
 from components.deploy.metrics import PodMetricsSource
+from components.deploy.standard import TRACK_LABEL, StandardCanaryRouter
 from components.register.core import CHAMPION, find_alias, lineage_of, record_gate
 from components.train.core import TrainConfig
 from pipelines.cli import main
@@ -266,7 +268,7 @@ def test_of_two_racing_releases_exactly_one_runs_its_canary(
     assert model_uri(stored) == f"models:/gdelt-tone/{winner.split('-')[1]}"  # nothing of the loser applied
 
 
-def test_pod_metrics_source_reads_the_revisions_from_kserve_status_and_skips_pods_not_running(
+def test_pod_metrics_source_reads_the_revisions_from_kserve_status_and_skips_pods_not_ready(
     kube_api: client.ApiClient, crds: list[str], kube_namespace: str
 ) -> None:
     roll_out(kube_api, kube_namespace, _spec(1), canary_percent=None)
@@ -340,3 +342,78 @@ def test_a_kserve_release_without_traffic_is_rolled_back_and_the_champion_stays(
     assert lineage["canary"] == "rolled_back" and "not enough evidence" in lineage["canary_reason"]
     champion = find_alias(tracking_uri=tracking, model_name=MODEL_NAME)
     assert champion is not None and champion.version == "1"
+
+
+def test_a_standard_mode_canary_deployment_is_made_scaled_and_removed_beside_kserves(
+    kube_api: client.ApiClient, crds: list[str], kube_namespace: str
+) -> None:
+    """The router's objects on the API server (no controllers run here: no pods, no traffic)."""
+    stored = roll_out(kube_api, kube_namespace, _spec(1, mode="RawDeployment"), canary_percent=None)
+    apps = client.AppsV1Api(kube_api)
+    labels = {"app": "isvc.gdelt-tone-predictor", "serving.kserve.io/inferenceservice": "gdelt-tone"}
+    container = stored["spec"]["predictor"]["containers"][0]
+    predictor = {  # what KServe's reconciler makes of the InferenceService (it does not run here)
+        "metadata": {"name": "gdelt-tone-predictor", "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": labels["app"]}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [container], "volumes": stored["spec"]["predictor"]["volumes"]},
+            },
+        },
+    }
+    apps.create_namespaced_deployment(kube_namespace, predictor)
+    calls: list[str] = []
+
+    def router(version: int) -> StandardCanaryRouter:
+        return StandardCanaryRouter(
+            kube_api, kube_namespace, stored, f"models:/gdelt-tone/{version}",
+            stats=lambda: SimulatedTraffic(version, lambda: 0)(),
+            promote_to=lambda: calls.append(f"promote {version}"), restore=lambda: calls.append(f"restore {version}"),
+        )  # fmt: skip
+
+    def canary() -> client.V1Deployment | None:
+        found = [
+            d for d in apps.list_namespaced_deployment(kube_namespace).items if d.metadata.name.endswith("-canary")
+        ]
+        return found[0] if found else None
+
+    left = router(2)
+    left.set_canary(10)
+    made = canary()
+    assert made is not None and made.spec.replicas == 1
+    assert made.metadata.owner_references[0].uid == stored["metadata"]["uid"]
+    assert "models:/gdelt-tone/2" in made.spec.template.spec.containers[0].args
+    assert made.spec.template.metadata.labels == {**labels, TRACK_LABEL: "canary"}
+    left.set_canary(90)  # no pod is ready here: one stable pod is assumed
+    assert canary().spec.replicas == 9  # type: ignore[union-attr]
+    assert left.share == "9 canary and 1 stable pod(s): 90% of the requests"
+
+    released = router(3)  # one left by a release that did not finish is brought to the new model
+    released.set_canary(10)
+    brought = canary()
+    assert brought is not None and brought.spec.replicas == 1
+    assert "models:/gdelt-tone/3" in brought.spec.template.spec.containers[0].args
+    released.roll_back()
+    assert canary() is None and calls == []
+    released.roll_back()  # nothing left to delete: still fine
+
+    promoted = router(4)
+    promoted.set_canary(10)
+    promoted.promote()
+    assert canary() is None and calls == ["promote 4"]
+
+    def not_rolled_out() -> None:
+        raise ServingError("the predictor pods did not roll out")
+
+    failing = StandardCanaryRouter(
+        kube_api, kube_namespace, stored, "models:/gdelt-tone/5", stats=lambda: SimulatedTraffic(5, lambda: 0)(),
+        promote_to=not_rolled_out,
+        restore=lambda: calls.append("restore 5"),
+    )  # fmt: skip
+    failing.set_canary(10)
+    with pytest.raises(ServingError):
+        failing.promote()
+    failing.roll_back()  # what run_canary does when promote raises
+    assert canary() is None and calls == ["promote 4", "restore 5"]
