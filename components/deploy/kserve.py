@@ -50,10 +50,12 @@ PREVIOUS_MODEL_ANNOTATION = "driftpilot.io/previous-model-uri"
 
 # The predictor's pod securityContext is KServe's to set: the container carries the pod's settings too.
 _SECURE = {**SECURE_CONTAINER, "runAsNonRoot": True, "seccompProfile": SECURE_POD["seccompProfile"]}
-# Seconds a retired RawDeployment predictor pod keeps serving (kube-proxy takes about a second).
-_DRAIN_S = 5
-# Seconds a RawDeployment predictor keeps a client connection (a canary step lasts a minute or more).
-_CONNECTION_AGE_S = 10
+# Seconds a RawDeployment predictor keeps a client connection: clients reach new (canary) pods that soon.
+_CONNECTION_AGE_S = 5
+# Seconds a retired RawDeployment predictor pod keeps serving: kube-proxy moves new connections in about
+# a second, and longer than a connection's age, every kept-alive client has been told to reconnect
+# (elsewhere) before the server stops and closes what is left.
+_DRAIN_S = 2 * _CONNECTION_AGE_S
 # Waiting reasons of a predictor container that will not start without a change to its spec.
 _STUCK_REASONS = frozenset(
     {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"}
@@ -284,12 +286,12 @@ def wait_rolled_out(
         timeout with the last state.
     """
     deadline = clock() + timeout_s
+    needed = spec.min_replicas if replicas is None else replicas
+    what = "canary" if canary else "predictor"
     while True:
         state = rollout_status(api, namespace, spec.name, spec.model_uri, canary=canary)
-        needed = spec.min_replicas if replicas is None else replicas
         if state.done(needed):
             return ""
-        what = "canary" if canary else "predictor"
         if state.stuck:
             return f"a {what} pod of {spec.model_uri} will not become ready ({state.stuck})"
         if clock() >= deadline:
