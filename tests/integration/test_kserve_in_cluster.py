@@ -199,10 +199,22 @@ def _spec(registry: Registry, uri: str, name: str = MODEL) -> PredictorSpec:
     )  # fmt: skip
 
 
+def _put(api: client.ApiClient, registry: Registry, uri: str) -> None:
+    """Test set-up: put ``uri`` on the InferenceService without a canary (again when KServe's status update won)."""
+    for attempt in range(5):
+        try:
+            roll_out(api, NAMESPACE, _spec(registry, uri), canary_percent=None)
+            break
+        except client.ApiException as exc:
+            if exc.status != 409 or attempt == 4:
+                raise
+            time.sleep(1)
+    _serving(api, uri)
+
+
 def _serve_sound(api: client.ApiClient, registry: Registry) -> None:
-    """Each test starts from ``sound`` served (put on the InferenceService without a canary: test set-up)."""
-    roll_out(api, NAMESPACE, _spec(registry, _uri(registry.sound)), canary_percent=None)
-    _serving(api, _uri(registry.sound))
+    """Each test starts from ``sound`` served."""
+    _put(api, registry, _uri(registry.sound))
 
 
 def _service_url(api: client.ApiClient, name: str = MODEL) -> str:
@@ -419,8 +431,7 @@ def test_driftpilot_rollback_and_the_readme_kubectl_line_each_undo_a_released_ve
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     _serve_sound(node_api, registry)
-    roll_out(node_api, NAMESPACE, _spec(registry, _uri(registry.conflict)), canary_percent=None)  # as if promoted
-    _serving(node_api, _uri(registry.conflict))
+    _put(node_api, registry, _uri(registry.conflict))  # as if promoted
     _answers_as(node_api, registry.models[registry.conflict], registry.rows)
 
     argv = ["rollback", "--name", MODEL, "--namespace", NAMESPACE, "--kubeconfig", str(node_cluster.kubeconfig)]
@@ -429,8 +440,7 @@ def test_driftpilot_rollback_and_the_readme_kubectl_line_each_undo_a_released_ve
     _serving(node_api, _uri(registry.sound))
     _answers_as(node_api, registry.models[registry.sound], registry.rows)
 
-    roll_out(node_api, NAMESPACE, _spec(registry, _uri(registry.conflict)), canary_percent=None)
-    _serving(node_api, _uri(registry.conflict))
+    _put(node_api, registry, _uri(registry.conflict))
     line = _readme_kubectl_line().replace("-n driftpilot", f"-n {NAMESPACE}")
     env = {
         **os.environ,
