@@ -21,6 +21,7 @@ __all__ = [
     "delete_custom",
     "get_custom",
     "patch_custom",
+    "pod_ready",
 ]
 
 
@@ -69,6 +70,11 @@ def api_client(kubeconfig: str | None = None, *, context: str | None = None) -> 
         path = kubeconfig or os.environ.get("KUBECONFIG") or None
         config.load_kube_config(config_file=path, context=context, client_configuration=configuration)
     return client.ApiClient(configuration)
+
+
+def pod_ready(pod: client.V1Pod) -> bool:
+    """The pod's ``Ready`` condition is true (its containers pass their readiness probes)."""
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
 def _check(kind: CustomKind, body: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 from kubernetes import client
 
 from components.common.errors import ServingError
-from components.common.kube import INFERENCE_SERVICE, apply_custom, get_custom, patch_custom
+from components.common.kube import INFERENCE_SERVICE, apply_custom, get_custom, patch_custom, pod_ready
 from components.common.security import SECURE_CONTAINER, SECURE_POD
 from components.deploy.canary import CanaryPolicy, VariantStats, Verdict
 from components.deploy.controller import CanaryOutcome, run_canary
@@ -229,8 +229,7 @@ def rollout_status(api: client.ApiClient, namespace: str, name: str, uri: str, *
         why = next((_why_stuck(s) for s in statuses if s.name == "kserve-container"), "")
         if why:
             stuck = f"{pod.metadata.name}: {why}"
-        conditions = pod.status.conditions or []
-        if pod.status.phase == "Running" and any(c.type == "Ready" and c.status == "True" for c in conditions):
+        if pod.status.phase == "Running" and pod_ready(pod):
             ready += 1
     return Rollout(ready, old, stuck)
 

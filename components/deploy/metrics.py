@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from components.common.kube import INFERENCE_SERVICE, get_custom
+from components.common.kube import INFERENCE_SERVICE, get_custom, pod_ready
 from components.deploy.canary import Moments, VariantStats
-from components.deploy.standard import TRACK_LABEL, canary_deployment_name
+from components.deploy.standard import TRACK_LABEL, canary_deployment_name, predictor_deployment_name
 
 __all__ = ["PodMetricsSource", "merge_stats", "stats_from_metrics"]
 
@@ -103,12 +103,13 @@ class PodMetricsSource:
     def _revision(self, labels: dict[str, str]) -> str:
         if self.mode == "Serverless":
             return labels.get("serving.knative.dev/revision", "")
-        return canary_deployment_name(self.name) if labels.get(TRACK_LABEL) == "canary" else f"{self.name}-predictor"
+        canary = labels.get(TRACK_LABEL) == "canary"
+        return canary_deployment_name(self.name) if canary else predictor_deployment_name(self.name)
 
     def revisions(self) -> tuple[str, str] | None:
         """The (stable, canary) revision names (RawDeployment: the two Deployments); None until KServe has both."""
         if self.mode != "Serverless":
-            return f"{self.name}-predictor", canary_deployment_name(self.name)
+            return predictor_deployment_name(self.name), canary_deployment_name(self.name)
         stored = get_custom(self.api, INFERENCE_SERVICE, self.namespace, self.name)
         predictor = (stored or {}).get("status", {}).get("components", {}).get("predictor", {})
         stable, canary = predictor.get("latestRolledoutRevision"), predictor.get("latestCreatedRevision")
@@ -131,9 +132,8 @@ class PodMetricsSource:
         found: dict[str, list[VariantStats]] = {stable: [], canary: []}
         for pod in pods:
             revision = self._revision(pod.metadata.labels or {})
-            ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
             # A pod still starting has no server to ask yet; one being deleted may be gone by then.
-            if revision not in found or not ready or pod.metadata.deletion_timestamp is not None:
+            if revision not in found or not pod_ready(pod) or pod.metadata.deletion_timestamp is not None:
                 continue
             text = core.connect_get_namespaced_pod_proxy_with_path(
                 f"{pod.metadata.name}:{self.port}", self.namespace, "metrics"

@@ -33,10 +33,16 @@ __all__ = [
     "canary_deployment",
     "canary_deployment_name",
     "canary_replicas",
+    "predictor_deployment_name",
 ]
 
 TRACK_LABEL = "driftpilot.io/track"
 OWNER_LABEL = "driftpilot.io/inferenceservice"
+
+
+def predictor_deployment_name(name: str) -> str:
+    """KServe's predictor Deployment of an InferenceService (Standard mode)."""
+    return f"{name}-predictor"
 
 
 def canary_deployment_name(name: str) -> str:
@@ -142,15 +148,12 @@ class StandardCanaryRouter:
         self.share = ""
 
     def _predictor(self) -> dict[str, Any]:
+        name = predictor_deployment_name(self.name)
         try:
-            response = self.apps.read_namespaced_deployment(
-                f"{self.name}-predictor", self.namespace, _preload_content=False
-            )
+            response = self.apps.read_namespaced_deployment(name, self.namespace, _preload_content=False)
         except client.ApiException as exc:
             if exc.status == 404:
-                raise ServingError(
-                    f"{self.namespace}/{self.name}: KServe's Deployment {self.name}-predictor is missing"
-                ) from exc
+                raise ServingError(f"{self.namespace}/{self.name}: KServe's Deployment {name} is missing") from exc
             raise
         return dict(json.loads(response.data))
 
