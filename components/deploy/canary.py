@@ -4,7 +4,10 @@ Both variants serve real requests at the same time; for each the traffic source 
 sums (``VariantStats``). Four checks compare canary with stable, each on a per-request quantity:
 
 * ``errors``: the share of requests not answered 2xx (a transport failure counts);
-* ``latency``: the mean log latency, so the margin is a ratio (25% slower by default);
+* ``latency``: the log latency, so the margin is a ratio (25% slower by default), compared in
+  paired windows: both variants' mean over the same stretch of time, after the canary's warm-up
+  (``LatencyWindows``). A load on the host slows both alike, so it cancels out of each window's
+  difference instead of being read as a slower canary;
 * ``divergence``: the mean predicted score, two-sided (a model that moves every score by more
   than the margin is not the one the gate judged);
 * ``log_loss``: the mean log loss on requests whose labels have arrived (delayed labels).
@@ -20,13 +23,14 @@ margin, passes when it lies on the right side, and stays open otherwise.
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 __all__ = [
     "ACTIONS",
     "CanaryPolicy",
     "Check",
+    "LatencyWindows",
     "Moments",
     "VariantStats",
     "Verdict",
@@ -136,8 +140,8 @@ class CanaryPolicy:
     Attributes:
         steps: Canary traffic percentages, in order; passing the last one promotes.
         min_requests: Canary requests each step must see answered (2xx) before it can pass.
-        min_samples: Observations per variant before a check is tested at all (the interval is
-            asymptotic).
+        min_samples: Observations per variant (for latency: paired windows) before a check is
+            tested at all (the interval is asymptotic).
         alpha: Chance, per check, of rolling back a canary that is within its margin.
         error_margin: Tolerated rise in the error share (absolute).
         latency_ratio: Tolerated ratio of geometric-mean latencies.
@@ -146,6 +150,9 @@ class CanaryPolicy:
         step_timeout_s: A step that does not get ``min_requests`` in this time ends the canary
             with a rollback (no evidence is no promotion).
         interval_s: Seconds between analyses.
+        warmup_requests: Canary requests answered before its latency counts: a process just
+            started answers its first requests slowly (lazy imports, cold caches, thread pools).
+        window_requests: Answered requests each variant needs before a latency window closes.
     """
 
     steps: tuple[int, ...] = (10, 25, 50)
@@ -158,6 +165,8 @@ class CanaryPolicy:
     log_loss_margin: float = 0.02
     step_timeout_s: float = 300.0
     interval_s: float = 1.0
+    warmup_requests: int = 50
+    window_requests: int = 5
 
     def __post_init__(self) -> None:
         if not self.steps or any(not 0 < s < 100 for s in self.steps) or list(self.steps) != sorted(set(self.steps)):
@@ -166,6 +175,8 @@ class CanaryPolicy:
             raise ValueError(f"alpha={self.alpha} must be within (0, 1)")
         if self.latency_ratio <= 1 or min(self.error_margin, self.score_margin, self.log_loss_margin) <= 0:
             raise ValueError("margins must be positive and latency_ratio above 1")
+        if self.warmup_requests < 0 or self.window_requests < 1:
+            raise ValueError("warmup_requests must be at least 0 and window_requests at least 1")
 
     @classmethod
     def from_json(cls, text: str) -> "CanaryPolicy":
@@ -184,6 +195,36 @@ class CanaryPolicy:
         if "steps" in data:
             data["steps"] = tuple(int(step) for step in data["steps"])
         return cls(**data)
+
+
+@dataclass
+class LatencyWindows:
+    """Latency compared in paired windows: canary minus stable over the same stretch of time.
+
+    ``observe`` is fed the cumulative stats since the canary began, at every analysis. The first
+    window opens once the canary has answered ``warmup_requests``; a window closes when both
+    variants have answered ``window_requests`` in it, and the difference of their mean log
+    latencies in it is one observation. Both means come from requests served at the same time,
+    so what the host's load does to both cancels; the windows' spread measures what is left.
+
+    Attributes:
+        differences: The closed windows' differences (canary − stable, log seconds).
+        opened: The (stable, canary) latency sums where the open window began; None in warm-up.
+    """
+
+    differences: Moments = field(default_factory=Moments)
+    opened: tuple[Moments, Moments] | None = None
+
+    def observe(self, stable: VariantStats, canary: VariantStats, policy: CanaryPolicy) -> None:
+        """Close the open window when both variants have filled it (open the first after warm-up)."""
+        if self.opened is None:
+            if canary.latency.n >= policy.warmup_requests:
+                self.opened = (replace(stable.latency), replace(canary.latency))
+            return
+        in_stable, in_canary = stable.latency.minus(self.opened[0]), canary.latency.minus(self.opened[1])
+        if min(in_stable.n, in_canary.n) >= policy.window_requests:
+            self.differences.add(in_canary.mean - in_stable.mean)
+            self.opened = (replace(stable.latency), replace(canary.latency))
 
 
 @dataclass(frozen=True)
@@ -268,35 +309,41 @@ def _bernoulli_variance(hits: int, n: int) -> float:
     return p * (1 - p) / n
 
 
-def _compare(
-    name: str,
-    stable: Moments | tuple[int, int],
-    canary: Moments | tuple[int, int],
-    margin: float,
-    policy: CanaryPolicy,
-    *,
-    two_sided: bool = False,
-) -> Check:
-    """Test one quantity: fail when the canary is surely worse (higher) than stable by over ``margin``."""
-    if isinstance(stable, tuple) and isinstance(canary, tuple):
-        (s_hits, s_n), (c_hits, c_n) = stable, canary
-        difference = (c_hits / c_n if c_n else 0.0) - (s_hits / s_n if s_n else 0.0)
-        variance = _bernoulli_variance(s_hits, s_n) + _bernoulli_variance(c_hits, c_n) if s_n and c_n else 0.0
-        pooled = (s_hits + c_hits + 1) / (s_n + c_n + 2)
-        spread = pooled * (1 - pooled)
-        samples = (s_n, c_n)
-    else:
-        assert isinstance(stable, Moments) and isinstance(canary, Moments)
-        difference = canary.mean - stable.mean
-        variance = stable.variance / stable.n + canary.variance / canary.n if stable.n and canary.n else 0.0
-        spread = (stable.variance + canary.variance) / 2
-        samples = (stable.n, canary.n)
+Estimate = tuple[float, float, float, tuple[int, int]]
+"""A check's difference, the variance of it now and at one step's worth of data, and its samples."""
+
+
+def _shares(stable: tuple[int, int], canary: tuple[int, int], policy: CanaryPolicy) -> Estimate:
+    """The difference of two shares (hits, n): canary minus stable."""
+    (s_hits, s_n), (c_hits, c_n) = stable, canary
+    difference = (c_hits / c_n if c_n else 0.0) - (s_hits / s_n if s_n else 0.0)
+    variance = _bernoulli_variance(s_hits, s_n) + _bernoulli_variance(c_hits, c_n) if s_n and c_n else 0.0
+    pooled = (s_hits + c_hits + 1) / (s_n + c_n + 2)
+    return difference, variance, 2 * pooled * (1 - pooled) / policy.min_requests, (s_n, c_n)
+
+
+def _means(stable: Moments, canary: Moments, policy: CanaryPolicy) -> Estimate:
+    """The difference of two independent means: canary minus stable."""
+    difference = canary.mean - stable.mean
+    variance = stable.variance / stable.n + canary.variance / canary.n if stable.n and canary.n else 0.0
+    return difference, variance, (stable.variance + canary.variance) / policy.min_requests, (stable.n, canary.n)
+
+
+def _paired(differences: Moments, policy: CanaryPolicy) -> Estimate:
+    """The mean of paired differences (one per window; a step holds about ``min_requests / window_requests``)."""
+    variance = differences.variance / differences.n if differences.n else 0.0
+    step_variance = differences.variance * policy.window_requests / policy.min_requests
+    return differences.mean, variance, step_variance, (differences.n, differences.n)
+
+
+def _test(name: str, estimate: Estimate, margin: float, policy: CanaryPolicy, *, two_sided: bool = False) -> Check:
+    """Fail when the canary is surely worse (higher) than stable by over ``margin``; pass when surely within."""
+    difference, variance, step_variance, samples = estimate
     if min(samples) < policy.min_samples:
         return Check(name, difference, -math.inf, math.inf, margin, samples, "pending")
     # The mixture is tuned to the difference's variance at one step's worth of requests (and to
     # effects at least the margin's size): the interval is then tightest where decisions fall.
-    tau2 = max(margin * margin, 2 * spread / policy.min_requests)
-    width = confidence_radius(variance, policy.alpha, tau2)
+    width = confidence_radius(variance, policy.alpha, max(margin * margin, step_variance))
     low, high = difference - width, difference + width
     if two_sided:
         worse, within = low > margin or high < -margin, -margin < low and high < margin
@@ -306,30 +353,33 @@ def _compare(
     return Check(name, difference, low, high, margin, samples, status)
 
 
-def analyse(stable: VariantStats, canary: VariantStats, policy: CanaryPolicy) -> tuple[Check, ...]:
+def analyse(
+    stable: VariantStats, canary: VariantStats, latency: LatencyWindows, policy: CanaryPolicy
+) -> tuple[Check, ...]:
     """Run the four checks on the two variants' stats so far.
 
     Args:
         stable: The serving model's stats.
         canary: The new model's stats.
+        latency: Their paired latency windows.
         policy: Margins and error rate.
 
     Returns:
         The ``errors``, ``latency``, ``divergence`` and ``log_loss`` checks.
     """
+    errors = _shares((stable.errors, stable.requests), (canary.errors, canary.requests), policy)
     return (
-        _compare(
-            "errors", (stable.errors, stable.requests), (canary.errors, canary.requests), policy.error_margin, policy
-        ),
-        _compare("latency", stable.latency, canary.latency, math.log(policy.latency_ratio), policy),
-        _compare("divergence", stable.scores, canary.scores, policy.score_margin, policy, two_sided=True),
-        _compare("log_loss", stable.log_loss, canary.log_loss, policy.log_loss_margin, policy),
+        _test("errors", errors, policy.error_margin, policy),
+        _test("latency", _paired(latency.differences, policy), math.log(policy.latency_ratio), policy),
+        _test("divergence", _means(stable.scores, canary.scores, policy), policy.score_margin, policy, two_sided=True),
+        _test("log_loss", _means(stable.log_loss, canary.log_loss, policy), policy.log_loss_margin, policy),
     )
 
 
 def judge(
     stable: VariantStats,
     canary: VariantStats,
+    latency: LatencyWindows,
     policy: CanaryPolicy,
     *,
     percent: int,
@@ -345,6 +395,7 @@ def judge(
     Args:
         stable: Stable's cumulative stats.
         canary: Canary's cumulative stats.
+        latency: Their paired latency windows.
         policy: The policy.
         percent: The canary's current traffic share.
         step_requests: Canary requests answered 2xx since this step began.
@@ -353,7 +404,7 @@ def judge(
     Returns:
         The verdict.
     """
-    checks = analyse(stable, canary, policy)
+    checks = analyse(stable, canary, latency, policy)
 
     def verdict(action: str, reason: str) -> Verdict:
         return Verdict(action, reason, percent, checks, stable, canary)

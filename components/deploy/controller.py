@@ -3,9 +3,9 @@
 One loop for every target. A ``CanaryRouter`` hides where the traffic is split and counted: the
 local splitter (``components.deploy.local``) or an InferenceService
 (``components.deploy.kserve.InferenceServiceRouter``). The controller moves the canary through
-the policy's steps, analyses the traffic seen since the canary began every ``interval_s``, and
-records every decision. Hold the target's rollout lock around it: the controller does not
-take one itself.
+the policy's steps, analyses the traffic seen since the canary began every ``interval_s`` (each
+analysis may close a paired latency window), and records every decision. Hold the target's
+rollout lock around it: the controller does not take one itself.
 """
 
 import copy
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from components.deploy.canary import CanaryPolicy, VariantStats, Verdict, judge
+from components.deploy.canary import CanaryPolicy, LatencyWindows, VariantStats, Verdict, judge
 
 __all__ = ["CanaryOutcome", "CanaryRouter", "run_canary"]
 
@@ -80,6 +80,7 @@ def run_canary(
     decisions: list[Verdict] = []
     try:
         start_stable, start_canary = copy.deepcopy(router.stats())  # a router may update its stats in place
+        latency = LatencyWindows()
         for percent in policy.steps:
             router.set_canary(percent)
             step_began = clock()
@@ -87,9 +88,12 @@ def run_canary(
             while True:
                 sleep(policy.interval_s)
                 stable, canary = router.stats()
+                stable_since, canary_since = stable.minus(start_stable), canary.minus(start_canary)
+                latency.observe(stable_since, canary_since, policy)
                 verdict = judge(
-                    stable.minus(start_stable),
-                    canary.minus(start_canary),
+                    stable_since,
+                    canary_since,
+                    latency,
                     policy,
                     percent=percent,
                     step_requests=_answered(canary) - step_base,

@@ -7,6 +7,7 @@ accepted for KServe's sake and ignored.
 """
 
 import argparse
+import os
 
 import kserve
 import uvicorn
@@ -41,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
         "Service (which balances connections) spreads requests over pods started later; 0: never",
     )
     parser.add_argument(
+        "--predict_threads",
+        type=int,
+        default=1,
+        help="OpenMP threads per prediction (1: requests run side by side, each on one thread; a "
+        "parallel region over a few rows only waits for a second thread to be scheduled, which on a "
+        "busy node is what its latency becomes)",
+    )
+    parser.add_argument(
         "--tracking_uri",
         default=None,
         help="MLflow tracking/registry URI (default: MLflow's, i.e. env MLFLOW_TRACKING_URI)",
@@ -59,8 +68,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.workers != 1:
         # As in kserve's lgbserver: the model is loaded in this process; multi-process serving is untested.
         parser.error("--workers must be 1: one process loads and serves the model")
+    if args.predict_threads < 1:
+        parser.error("--predict_threads must be at least 1")
     if args.configure_logging:
         kserve_logging.configure_logging(args.log_config_file)
+    # Read by the OpenMP runtime when the model's library loads (model.load below imports it).
+    os.environ["OMP_NUM_THREADS"] = str(args.predict_threads)
     model = DriftpilotModel(args.model_name, args.model_uri, tracking_uri=args.tracking_uri)
     model.load()
     uvicorn.run(

@@ -7,7 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.deploy.canary import CanaryPolicy, Moments, VariantStats, analyse, confidence_radius, judge
+from components.deploy.canary import (
+    CanaryPolicy,
+    LatencyWindows,
+    Moments,
+    VariantStats,
+    analyse,
+    confidence_radius,
+    judge,
+)
 from components.deploy.controller import run_canary
 from components.deploy.splitter import Backend, Routes, TrafficSplitter, _canary_side, _scores, write_routes
 from tests.traffic import SimulatedTraffic, add_request
@@ -15,11 +23,17 @@ from tests.traffic import SimulatedTraffic, add_request
 POLICY = CanaryPolicy()
 
 
-def _traffic(rng: np.random.Generator, version: str, n: int, **degradation: float) -> VariantStats:
-    stats = VariantStats(version)
-    for _ in range(n):
-        add_request(rng, stats, **degradation)
-    return stats
+def _traffic(
+    rng: np.random.Generator, n: int, every: int = 20, **degradation: float
+) -> tuple[VariantStats, VariantStats, LatencyWindows]:
+    """``n`` requests to each of stable and canary, their latency windows observed every ``every``."""
+    stable, canary, windows = VariantStats("1"), VariantStats("2"), LatencyWindows()
+    for end in range(1, n + 1):
+        add_request(rng, stable)
+        add_request(rng, canary, **degradation)
+        if end % every == 0:
+            windows.observe(stable, canary, POLICY)
+    return stable, canary, windows
 
 
 def test_the_radius_is_where_the_mixture_likelihood_ratio_reaches_one_over_alpha() -> None:
@@ -70,8 +84,10 @@ def test_a_canary_at_its_margins_is_rarely_rolled_back_however_often_it_is_analy
     for _ in range(runs):
         failed: set[str] = set()
         looks = zip(_looks(rng, "1", 2000, 20), _looks(rng, "2", 2000, 20, worse_by=1.0), strict=True)
+        windows = LatencyWindows()
         for stable, canary in looks:
-            failed |= {c.name for c in analyse(stable, canary, POLICY) if c.status == "fail"}
+            windows.observe(stable, canary, POLICY)
+            failed |= {c.name for c in analyse(stable, canary, windows, POLICY) if c.status == "fail"}
         for name in failed:
             failures[name] += 1
     assert all(count / runs <= POLICY.alpha for count in failures.values()), failures
@@ -88,43 +104,84 @@ def test_a_canary_at_its_margins_is_rarely_rolled_back_however_often_it_is_analy
     ],
 )
 def test_each_degradation_fails_its_check_within_a_thousand_requests(degradation: dict, check: str) -> None:  # type: ignore[type-arg]
-    rng = np.random.default_rng(1)
-    stable = _traffic(rng, "1", 1000)
-    canary = _traffic(rng, "2", 1000, **degradation)
-    statuses = {c.name: c.status for c in analyse(stable, canary, POLICY)}
+    statuses = {c.name: c.status for c in analyse(*_traffic(np.random.default_rng(1), 1000, **degradation), POLICY)}
     assert statuses[check] == "fail"
     assert [name for name, status in statuses.items() if status == "fail"] == [check]
 
 
 def test_a_canary_within_every_margin_passes_every_check() -> None:
-    rng = np.random.default_rng(2)
-    stable, canary = _traffic(rng, "1", 20_000), _traffic(rng, "2", 20_000)
-    assert {c.status for c in analyse(stable, canary, POLICY)} == {"pass"}
+    assert {c.status for c in analyse(*_traffic(np.random.default_rng(2), 20_000), POLICY)} == {"pass"}
 
 
 def test_too_few_samples_are_pending_not_judged() -> None:
     stable = VariantStats("1", requests=10, errors=10)
     canary = VariantStats("2", requests=10, errors=0)
-    assert {c.status for c in analyse(stable, canary, POLICY)} == {"pending"}
+    assert {c.status for c in analyse(stable, canary, LatencyWindows(), POLICY)} == {"pending"}
 
 
 def test_judge_steps_promotes_waits_and_times_out() -> None:
     rng = np.random.default_rng(3)
-    stable, canary = _traffic(rng, "1", 500), _traffic(rng, "2", 500)
+    stable, canary, windows = _traffic(rng, 500)
     first, last = POLICY.steps[0], POLICY.steps[-1]
-    assert judge(stable, canary, POLICY, percent=first, step_requests=500, step_seconds=5).action == "step"
-    assert judge(stable, canary, POLICY, percent=last, step_requests=500, step_seconds=5).action == "promote"
-    assert judge(stable, canary, POLICY, percent=first, step_requests=10, step_seconds=5).action == "continue"
-    timed_out = judge(stable, canary, POLICY, percent=first, step_requests=10, step_seconds=POLICY.step_timeout_s)
+
+    def action(percent: int, step_requests: int, step_seconds: float = 5) -> str:
+        return judge(
+            stable, canary, windows, POLICY, percent=percent, step_requests=step_requests, step_seconds=step_seconds
+        ).action
+
+    assert action(first, 500) == "step" and action(last, 500) == "promote" and action(first, 10) == "continue"
+    timed_out = judge(
+        stable, canary, windows, POLICY, percent=first, step_requests=10, step_seconds=POLICY.step_timeout_s
+    )
     assert timed_out.action == "rollback" and "not enough evidence" in timed_out.reason
-    broken = _traffic(rng, "2", 500, error_rate=0.5)
-    verdict = judge(stable, broken, POLICY, percent=first, step_requests=500, step_seconds=5)
+    stable, broken, windows = _traffic(rng, 500, error_rate=0.5)
+    verdict = judge(stable, broken, windows, POLICY, percent=first, step_requests=500, step_seconds=5)
     assert verdict.action == "rollback" and "errors" in verdict.reason
     assert json.loads(json.dumps(verdict.to_dict()))["canary"]["errors"] == broken.errors
 
 
+def _loaded_canary(rng: np.random.Generator, slower: float) -> tuple[VariantStats, VariantStats, LatencyWindows]:
+    """A host whose load quadruples latency over the canary's life while its share grows from 10% to 50%.
+
+    Its first 50 requests are four times slower (a process warming up); after that it is ``slower``
+    times stable's latency.
+    """
+    stable, canary, windows = VariantStats("1"), VariantStats("2"), LatencyWindows()
+    for look in range(400):
+        load, share = 4 ** (look / 400), 0.1 + 0.4 * look / 400
+        for _ in range(20):
+            if rng.random() < share:
+                warm = 4.0 if canary.requests < 50 else slower
+                add_request(rng, canary, latency=0.01 * load * warm)
+            else:
+                add_request(rng, stable, latency=0.01 * load)
+        windows.observe(stable, canary, POLICY)
+    return stable, canary, windows
+
+
+def test_latency_is_judged_in_paired_windows_after_the_warm_up() -> None:
+    """A load that rises with the canary's share, and a slow start, fail no healthy canary; 2x slower fails."""
+    margin = math.log(POLICY.latency_ratio)
+    for seed in range(8):
+        stable, canary, windows = _loaded_canary(np.random.default_rng(seed), slower=1.0)
+        assert canary.latency.mean - stable.latency.mean > margin  # pooled over time, it would look slower
+        latency = {c.name: c for c in analyse(stable, canary, windows, POLICY)}["latency"]
+        assert latency.status == "pass" and latency.samples[0] > 100, latency
+        stable, canary, windows = _loaded_canary(np.random.default_rng(seed), slower=2.0)
+        assert {c.name: c.status for c in analyse(stable, canary, windows, POLICY)}["latency"] == "fail"
+
+
 def test_policy_rejects_bad_steps_and_margins() -> None:
-    for bad in ({"steps": ()}, {"steps": (50, 10)}, {"steps": (10, 100)}, {"alpha": 0}, {"latency_ratio": 1.0}):
+    bad_policies = (
+        {"steps": ()},
+        {"steps": (50, 10)},
+        {"steps": (10, 100)},
+        {"alpha": 0},
+        {"latency_ratio": 1.0},
+        {"window_requests": 0},
+        {"warmup_requests": -1},
+    )
+    for bad in bad_policies:
         with pytest.raises(ValueError):
             CanaryPolicy(**bad)  # type: ignore[arg-type]
 
