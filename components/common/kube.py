@@ -96,13 +96,26 @@ def get_custom(api: client.ApiClient, kind: CustomKind, namespace: str, name: st
     return stored
 
 
+def _generation(resource: dict[str, Any] | None) -> Any:
+    return (resource or {}).get("metadata", {}).get("generation")
+
+
 def apply_custom(
-    api: client.ApiClient, kind: CustomKind, namespace: str, body: dict[str, Any], *, dry_run: bool = False
+    api: client.ApiClient,
+    kind: CustomKind,
+    namespace: str,
+    body: dict[str, Any],
+    *,
+    dry_run: bool = False,
+    read: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Create a custom object, or replace the stored one's spec, labels and annotations with the body's.
 
     A replace (not a merge) so that a field left out of the new manifest is gone from the object,
-    as with ``kubectl apply`` of a whole manifest; the status written by the operator is kept.
+    as with ``kubectl apply`` of a whole manifest; the status written by the operator is kept. The
+    replace carries the resourceVersion of the object read, so a spec written by someone else
+    since is refused (409), not overwritten; a conflict with the operator's status writes alone
+    (the generation unchanged) is retried on the object read again.
 
     Args:
         api: API client.
@@ -110,29 +123,42 @@ def apply_custom(
         namespace: Namespace of the object.
         body: The whole manifest.
         dry_run: Validate and admit on the server without storing (``dryRun=All``).
+        read: The stored object as the caller read it (and based the body on); read here if not given.
 
     Returns:
         The object as the server stored (or would store) it.
 
     Raises:
         ValueError: The body is of another kind.
-        kubernetes.client.ApiException: The server refused the object (422 names the invalid field).
+        kubernetes.client.ApiException: The server refused the object (422 names the invalid field;
+            409 when another writer changed its spec since it was read).
     """
     name = _check(kind, body)
     custom = client.CustomObjectsApi(api)
     options = {"dry_run": "All"} if dry_run else {}
-    stored = get_custom(api, kind, namespace, name)
+    stored = read if read is not None else get_custom(api, kind, namespace, name)
     if stored is None:
         created: dict[str, Any] = custom.create_namespaced_custom_object(
             kind.group, kind.version, namespace, kind.plural, body, **options
         )
         return created
-    metadata = {**stored["metadata"], **{k: v for k, v in body["metadata"].items() if k in ("labels", "annotations")}}
-    replacement = {**stored, "metadata": metadata, "spec": body["spec"]}
-    replaced: dict[str, Any] = custom.replace_namespaced_custom_object(
-        kind.group, kind.version, namespace, kind.plural, name, replacement, **options
-    )
-    return replaced
+    labels = {k: v for k, v in body["metadata"].items() if k in ("labels", "annotations")}
+    for attempt in range(_STATUS_CONFLICT_ATTEMPTS):
+        replacement = {**stored, "metadata": {**stored["metadata"], **labels}, "spec": body["spec"]}
+        try:
+            replaced: dict[str, Any] = custom.replace_namespaced_custom_object(
+                kind.group, kind.version, namespace, kind.plural, name, replacement, **options
+            )
+            return replaced
+        except client.ApiException as exc:
+            now = get_custom(api, kind, namespace, name) if exc.status == 409 else None
+            if now is None or _generation(now) != _generation(stored) or attempt == _STATUS_CONFLICT_ATTEMPTS - 1:
+                raise
+            stored = now
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+_STATUS_CONFLICT_ATTEMPTS = 5
 
 
 def patch_custom(

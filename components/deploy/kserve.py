@@ -308,7 +308,8 @@ def roll_out(
 
     The replaced model URI is kept in the ``driftpilot.io/previous-model-uri`` annotation (what a
     RawDeployment rollback restores). The replace carries the resourceVersion read, so a rollout
-    racing another fails with 409 instead of overwriting it; hold ``rollout_lease`` around it.
+    racing another fails with 409 instead of overwriting it (KServe's status writes are no
+    conflict: ``apply_custom``); hold ``rollout_lease`` around it.
 
     Args:
         api: Kubernetes API client.
@@ -327,7 +328,7 @@ def roll_out(
     manifest = inference_service(spec, canary_percent=canary)
     if stored is not None and model_uri(stored) != spec.model_uri:
         manifest["metadata"]["annotations"][PREVIOUS_MODEL_ANNOTATION] = model_uri(stored)
-    return apply_custom(api, INFERENCE_SERVICE, namespace, manifest, dry_run=dry_run)
+    return apply_custom(api, INFERENCE_SERVICE, namespace, manifest, dry_run=dry_run, read=stored)
 
 
 def _set_canary(api: client.ApiClient, namespace: str, name: str, percent: int | None) -> dict[str, Any]:

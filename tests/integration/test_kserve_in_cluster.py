@@ -200,15 +200,8 @@ def _spec(registry: Registry, uri: str, name: str = MODEL) -> PredictorSpec:
 
 
 def _put(api: client.ApiClient, registry: Registry, uri: str) -> None:
-    """Test set-up: put ``uri`` on the InferenceService without a canary (again when KServe's status update won)."""
-    for attempt in range(5):
-        try:
-            roll_out(api, NAMESPACE, _spec(registry, uri), canary_percent=None)
-            break
-        except client.ApiException as exc:
-            if exc.status != 409 or attempt == 4:
-                raise
-            time.sleep(1)
+    """Test set-up: put ``uri`` on the InferenceService without a canary."""
+    roll_out(api, NAMESPACE, _spec(registry, uri), canary_percent=None)
     _serving(api, uri)
 
 

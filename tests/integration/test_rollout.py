@@ -19,6 +19,7 @@ from components.common.errors import ServingError
 from components.common.images import SERVING_IMAGE
 from components.common.kube import INFERENCE_SERVICE, get_custom, patch_custom
 from components.common.storage import write_table
+from components.deploy import kserve as kserve_module
 from components.deploy.canary import CanaryPolicy
 from components.deploy.component import release_challenger
 from components.deploy.kserve import (
@@ -174,6 +175,38 @@ def test_a_replace_from_a_stale_read_is_refused_with_a_conflict(
     assert refused.value.status == 409
     kept = get_custom(kube_api, INFERENCE_SERVICE, kube_namespace, "gdelt-tone")
     assert kept is not None and traffic(kept) == {"canary": 10, "previous": 90}  # nothing half-applied
+
+
+@pytest.mark.parametrize("meanwhile", ["status", "spec"])
+def test_a_rollout_raced_by_a_status_write_is_retried_and_by_a_spec_write_refused(
+    kube_api: client.ApiClient, crds: list[str], kube_namespace: str, monkeypatch: pytest.MonkeyPatch, meanwhile: str
+) -> None:
+    """What KServe does to the status between our read and our replace is no conflict; another writer's spec is."""
+    roll_out(kube_api, kube_namespace, _spec(1), canary_percent=None)
+    custom = client.CustomObjectsApi(kube_api)
+    reads: list[int] = []
+
+    def read_then_write_meanwhile(api, kind, namespace, name):  # type: ignore[no-untyped-def]
+        found = get_custom(api, kind, namespace, name)
+        reads.append(1)
+        if len(reads) == 1:
+            at = (INFERENCE_SERVICE.group, INFERENCE_SERVICE.version, namespace, INFERENCE_SERVICE.plural, name)
+            if meanwhile == "status":
+                custom.patch_namespaced_custom_object_status(*at, {"status": {"url": f"http://{name}.example"}})
+            else:
+                custom.patch_namespaced_custom_object(*at, {"spec": {"predictor": {"minReplicas": 2}}})
+        return found
+
+    monkeypatch.setattr(kserve_module, "get_custom", read_then_write_meanwhile)
+    if meanwhile == "status":
+        stored = roll_out(kube_api, kube_namespace, _spec(2), canary_percent=None)
+        assert model_uri(stored) == _spec(2).model_uri and stored["status"]["url"] == "http://gdelt-tone.example"
+    else:
+        with pytest.raises(client.ApiException) as refused:
+            roll_out(kube_api, kube_namespace, _spec(2), canary_percent=None)
+        assert refused.value.status == 409
+        kept = get_custom(kube_api, INFERENCE_SERVICE, kube_namespace, "gdelt-tone")
+        assert kept is not None and model_uri(kept) == _spec(1).model_uri
 
 
 def _share(api: client.ApiClient, namespace: str) -> int:
