@@ -3,6 +3,7 @@
 # root on Debian) and print their folder on stdout. The integration tests start their own server
 # from it, on a free port, for the chart's MLflow and Optuna databases.
 set -euo pipefail
+# shellcheck disable=SC2012  # fixed system paths, sorted by version
 find_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
 dir=$(find_bin)
 if [ -z "$dir" ] || [ ! -x "$dir/postgres" ]; then

@@ -11,7 +11,7 @@
 # Usage: scripts/kind-up.sh [--plan]     --plan prints the steps and pinned versions and exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=../manifests/platform/versions.env
+# shellcheck source=manifests/platform/versions.env
 source manifests/platform/versions.env
 ./scripts/setup.sh >&2
 
