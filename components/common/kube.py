@@ -96,8 +96,11 @@ def get_custom(api: client.ApiClient, kind: CustomKind, namespace: str, name: st
     return stored
 
 
-def _generation(resource: dict[str, Any] | None) -> Any:
-    return (resource or {}).get("metadata", {}).get("generation")
+_STATUS_CONFLICT_ATTEMPTS = 5  # replaces retried while only the operator's status writes conflict
+
+
+def _generation(resource: dict[str, Any]) -> Any:
+    return resource.get("metadata", {}).get("generation")
 
 
 def apply_custom(
@@ -156,9 +159,6 @@ def apply_custom(
                 raise
             stored = now
     raise AssertionError("unreachable: the last attempt returns or raises")
-
-
-_STATUS_CONFLICT_ATTEMPTS = 5
 
 
 def patch_custom(

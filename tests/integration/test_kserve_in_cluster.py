@@ -48,7 +48,7 @@ from components.deploy.kserve import (
 from components.deploy.lease import RolloutBusyError
 from components.deploy.metrics import PodMetricsSource
 from components.deploy.release import release_kserve
-from components.deploy.standard import TRACK_LABEL, canary_deployment_name
+from components.deploy.standard import TRACK_LABEL, canary_deployment_name, predictor_deployment_name
 from components.deploy.traffic import TrafficReplayer
 from components.features.core import input_columns
 from components.ingest.mirror import GdeltMirror
@@ -272,7 +272,7 @@ def test_a_released_version_is_reconciled_into_pods_that_answer_v1_and_v2_throug
 
     wait_until("the InferenceService Ready", lambda: _ready(node_api) or None, 60)
     assert _stored(node_api)["status"]["deploymentMode"] == "Standard"
-    deployment = client.AppsV1Api(node_api).read_namespaced_deployment(f"{MODEL}-predictor", NAMESPACE)
+    deployment = client.AppsV1Api(node_api).read_namespaced_deployment(predictor_deployment_name(MODEL), NAMESPACE)
     (owner,) = deployment.metadata.owner_references
     assert (owner.kind, owner.name) == ("InferenceService", MODEL)
     (container,) = deployment.spec.template.spec.containers
