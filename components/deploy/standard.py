@@ -65,6 +65,19 @@ def _set_model_uri(args: list[str], uri: str) -> list[str]:
     return args
 
 
+def stable_replicas(predictor: dict[str, Any]) -> int:
+    """The stable pods a canary step shares the requests with.
+
+    The predictor's ready pods, at most as many as it asks for (ready pods beyond that are a
+    rollout's surge, about to go), and at least one.
+
+    Args:
+        predictor: KServe's predictor Deployment, as the API returns it.
+    """
+    desired = int(predictor.get("spec", {}).get("replicas") or 1)
+    return max(1, min(desired, int(predictor.get("status", {}).get("readyReplicas") or 0)))
+
+
 def canary_deployment(predictor: dict[str, Any], isvc: dict[str, Any], model_uri: str, replicas: int) -> dict[str, Any]:
     """The canary Deployment made from KServe's predictor Deployment.
 
@@ -160,7 +173,7 @@ class StandardCanaryRouter:
     def set_canary(self, percent: int) -> None:
         """Run as many canary pods as ``percent`` of the requests needs beside the stable pods."""
         predictor = self._predictor()
-        stable = int(predictor.get("status", {}).get("readyReplicas") or 1)
+        stable = stable_replicas(predictor)
         self.replicas = replicas = canary_replicas(percent, stable)
         self.share = (
             f"{replicas} canary and {stable} stable pod(s): {100 * replicas / (replicas + stable):.0f}% of the requests"

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from components.common.errors import ServingError
-from components.deploy.standard import TRACK_LABEL, canary_deployment, canary_replicas
+from components.deploy.standard import TRACK_LABEL, canary_deployment, canary_replicas, stable_replicas
 
 ISVC = {
     "apiVersion": "serving.kserve.io/v1beta1",
@@ -59,6 +59,19 @@ def test_a_step_runs_the_canary_pods_that_come_nearest_its_share_and_at_least_on
     percent: int, stable: int, pods: int
 ) -> None:
     assert canary_replicas(percent, stable) == pods
+
+
+@pytest.mark.parametrize(
+    ("desired", "ready", "stable"),
+    [(1, 1, 1), (1, 2, 1), (3, 2, 2), (3, 4, 3), (1, None, 1), (None, None, 1), (2, 0, 1)],
+)
+def test_the_stable_pods_counted_are_the_ready_ones_but_not_a_rollouts_surge(
+    desired: int | None, ready: int | None, stable: int
+) -> None:
+    predictor = _predictor()
+    predictor["spec"]["replicas"] = desired
+    predictor["status"] = {} if ready is None else {"readyReplicas": ready}
+    assert stable_replicas(predictor) == stable
 
 
 @pytest.mark.parametrize("percent", [0, 100, -5])
