@@ -41,5 +41,7 @@ def parse_column(column: pd.Series, kind: ColumnKind) -> pd.Series:
         parsed = pd.to_datetime(column, format="%Y%m%d%H%M%S", errors="coerce")
         return numbers.where(parsed.notna())
     if kind is ColumnKind.INT:
-        return numbers.where(numbers.isna() | (numbers == np.floor(numbers)))
+        # Whole numbers a float holds exactly; "inf" and "1e400" are not integers.
+        whole = np.isfinite(numbers) & (numbers == np.floor(numbers)) & (numbers.abs() <= 2**53)
+        return numbers.where(numbers.isna() | whole)
     return numbers

@@ -10,6 +10,7 @@ approval (``a<seq>``) and ``pending/a<seq>.json`` holds what was proposed and wh
 import datetime as dt
 import json
 import os
+import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,8 @@ class Approvals:
         Raises:
             ApprovalError: When it is not pending (unknown, or answered before).
         """
+        if not re.fullmatch(r"a[1-9][0-9]*", approval_id):
+            raise ApprovalError(f"{approval_id!r} is not an approval id: a<N> (`driftpilot approvals` lists them)")
         path = self.folder / "pending" / f"{approval_id}.json"
         if not path.exists():
             answered = (self.folder / "resolved" / f"{approval_id}.json").exists()

@@ -60,6 +60,11 @@ class Blackout:
 
     def __post_init__(self) -> None:
         for value in (self.start, self.end):
+            if not isinstance(value, str):
+                raise ConfigError(
+                    f"blackout {self.name or self.start!r}: {value!r} is not HH:MM; quote times in YAML "
+                    '(start: "22:00"): unquoted, YAML reads 22:00 as the number 1320'
+                )
             try:
                 dt.time.fromisoformat(value)
             except ValueError as exc:
@@ -139,10 +144,16 @@ class SafetyPolicy:
         values = dict(data)
         blackout_keys = {f.name for f in fields(Blackout)}
         blackouts = []
-        for item in values.pop("blackouts", None) or []:
-            if not isinstance(item, Mapping) or not set(item) <= blackout_keys:
-                raise ConfigError(f"a blackout takes {sorted(blackout_keys)}, got {item!r}")
-            blackouts.append(Blackout(**{**item, "days": tuple(item.get("days") or ())}))
+        windows = values.pop("blackouts", None) or []
+        if not isinstance(windows, list):
+            raise ConfigError(f"blackouts must be a list of windows ({{start, end, days, name}}), got {windows!r}")
+        for item in windows:
+            if not isinstance(item, Mapping) or not set(item) <= blackout_keys or not {"start", "end"} <= set(item):
+                raise ConfigError(f"a blackout takes start and end, and may take days and name; got {item!r}")
+            days = item.get("days") or []
+            if not isinstance(days, list):
+                raise ConfigError(f"a blackout's days must be a list such as [fri, sat], got {days!r}")
+            blackouts.append(Blackout(**{**item, "days": tuple(days)}))
         try:
             return cls(**values, blackouts=tuple(blackouts))
         except TypeError as exc:

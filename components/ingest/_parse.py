@@ -72,7 +72,8 @@ def unpack(content: bytes) -> bytes:
             if not members:
                 raise zipfile.BadZipFile("the zip archive holds no file")
             return archive.read(members[0])
-    except (zlib.error, EOFError, ValueError) as exc:
+    except (zlib.error, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
+        # A damaged header can claim another compression method or encryption (RuntimeError).
         raise zipfile.BadZipFile(str(exc)) from exc
 
 

@@ -131,7 +131,7 @@ def parse_file_list(text: str, base_url: str) -> list[SourceFile]:
     files = []
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) != 3 or not parts[0].isdigit():
+        if len(parts) != 3 or not (parts[0].isascii() and parts[0].isdigit()):  # "¹".isdigit() is True
             continue
         url = urljoin(base_url, parts[2])
         name = url.rsplit("/", 1)[-1]

@@ -72,6 +72,12 @@ def test_truncated_zip_and_empty_file_are_rejected_whole(export: bytes) -> None:
     assert "truncated or corrupt" in parse_file(whole[: len(whole) // 2], "a").file_reason
     assert parse_file(b"", "b").file_reason == "empty file: no rows"
     assert "holds no file" in parse_file(_zip(b"", "dir/"), "c").file_reason
+    # Found by fuzzing: a damaged header naming another compression method, or encryption, raised.
+    for offset, value in ((8, 99), (6, 1)):  # the local header's method; its flags' encryption bit
+        damaged = bytearray(_zip(export[:2000], "a.export.CSV"))
+        central = damaged.rindex(b"PK\x01\x02") + 2  # the central directory entry is what zipfile reads
+        damaged[central + offset] = value
+        assert "truncated or corrupt" in parse_file(bytes(damaged), "d").file_reason
 
 
 def test_wrong_field_count_type_and_encoding_errors_quarantine_only_their_rows(export: bytes) -> None:
@@ -91,11 +97,25 @@ def test_wrong_field_count_type_and_encoding_errors_quarantine_only_their_rows(e
     assert all(r.raw for r in parsed.rejected)  # the original line is kept
 
 
+@pytest.mark.parametrize("value", [b"inf", b"-Infinity", b"1e400", b"1e30"])
+def test_an_integer_field_of_no_whole_number_quarantines_its_row(export: bytes, value: bytes) -> None:
+    """Found by fuzzing: an infinite or out-of-range integer field raised OverflowError for the whole file."""
+    lines = export.split(b"\n")[:3]
+    fields = lines[1].split(b"\t")
+    fields[31] = value  # NumMentions
+    lines[1] = b"\t".join(fields)
+    parsed = parse_file(b"\n".join(lines) + b"\n", "f.export.CSV")
+    assert parsed.table is not None and parsed.table.column("_line").to_pylist() == [1, 3]
+    assert [(r.line, r.reason) for r in parsed.rejected] == [(2, "NumMentions is not a valid int")]
+
+
 def test_file_lists_keep_only_exports_and_resolve_urls() -> None:
     text = (
         "150383 297a16b493de7cf6ca809a7cc31d0b93 http://data.gdeltproject.org/gdeltv2/20150218230000.export.CSV.zip\n"
         "318084 bb27f78ba45f69a17ea6ed7755e9f8ff http://data.gdeltproject.org/gdeltv2/20150218230000.mentions.CSV.zip\n"
         "garbage line\n"
+        # Found by fuzzing: a size of digits that are not ASCII ("¹", "٣") raised ValueError.
+        "\u00b9\u0663 297a16b493de7cf6ca809a7cc31d0b93 http://data.gdeltproject.org/gdeltv2/20150218231500.export.CSV.zip\n"
     )
     [file] = parse_file_list(text, "http://data.gdeltproject.org/gdeltv2/")
     assert file == SourceFile(

@@ -88,6 +88,11 @@ def test_a_misspelt_or_bad_policy_is_refused(tmp_path: Path) -> None:
         ("blackouts: [{start: '25:00', end: '06:00'}]\n", "not HH:MM"),
         ("blackouts: [{start: '22:00', end: '06:00', days: [funday]}]\n", "unknown day"),
         ("- a list\n", "mapping"),
+        # Found by fuzzing (tests/fuzz.py): each was a TypeError before.
+        ("blackouts: [{start: 22:00, end: '06:00'}]\n", "quote times in YAML"),  # YAML 1.1 reads 22:00 as 1320
+        ("blackouts: [{}]\n", "takes start and end"),
+        ("blackouts: true\n", "must be a list of windows"),
+        ("blackouts: [{start: '22:00', end: '06:00', days: fri}]\n", "days must be a list"),
     ):
         path.write_text(text, encoding="utf-8")
         with pytest.raises(ConfigError, match=message):
@@ -108,6 +113,10 @@ def test_an_escalation_waits_for_a_person_and_both_are_in_the_ledger(tmp_path: P
         approvals.resolve(approval_id, approve=False, actor="bo@ops")
     with pytest.raises(ApprovalError, match="no pending approval"):
         approvals.resolve("a99", approve=True, actor="bo@ops")
+    # Found by fuzzing: a path in the id reached the answered approval and answered it again.
+    for bad in (f"../resolved/{approval_id}", "", f"{approval_id}/.", "/etc/passwd"):
+        with pytest.raises(ApprovalError, match="not an approval id"):
+            approvals.resolve(bad, approve=True, actor="bo@ops")
     story = ledger.story("inc-1")
     assert [e.kind for e in story] == ["escalated", "approved"] and story[1].actor == "ana@ops"
     assert ledger.verify().ok
