@@ -124,6 +124,11 @@ def _scores(body: bytes) -> list[float]:
     return [float(v) for v in values if isinstance(v, int | float)]
 
 
+def _is_label(value: Any) -> bool:
+    """A label is a number from 0 to 1 (JSON true/false are not numbers here)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
+
+
 def _canary_side(request_id: str, percent: int) -> bool:
     """The same request id always lands on the same side of a given split."""
     return zlib.crc32(request_id.encode()) % 10_000 < percent * 100
@@ -223,10 +228,11 @@ class TrafficSplitter:
         """Score delayed labels against the predictions they belong to.
 
         Returns:
-            ``matched`` (rows scored), ``unknown`` (request ids not remembered) and
-            ``mismatched`` (requests whose label count differs from their row count).
+            ``matched`` (rows scored), ``unknown`` (request ids not remembered),
+            ``mismatched`` (requests whose label count differs from their row count) and
+            ``invalid`` (requests with a label that is not a number from 0 to 1).
         """
-        counts = {"matched": 0, "unknown": 0, "mismatched": 0}
+        counts = {"matched": 0, "unknown": 0, "mismatched": 0, "invalid": 0}
         with self._lock:
             for request_id, values in labels.items():
                 found = self._awaiting.pop(request_id, None)
@@ -236,6 +242,9 @@ class TrafficSplitter:
                 version, scores = found
                 if not isinstance(values, list) or len(values) != len(scores):
                     counts["mismatched"] += 1
+                    continue
+                if not all(_is_label(v) for v in values):
+                    counts["invalid"] += 1
                     continue
                 stats = self._stats[version]
                 for label, score in zip(values, scores, strict=True):
@@ -255,6 +264,7 @@ def _handler(splitter: TrafficSplitter) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "driftpilot-splitter"
+        timeout = 60  # seconds a client may stall mid-request before its connection is closed
 
         def _answer(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
             self.send_response(status)
@@ -284,7 +294,12 @@ def _handler(splitter: TrafficSplitter) -> type[BaseHTTPRequestHandler]:
                 self._json(HTTPStatus.NOT_FOUND, {"error": f"GET {ADMIN_PREFIX}/stats or POST {ADMIN_PREFIX}/labels"})
 
         def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
+            length_header = self.headers.get("Content-Length") or "0"
+            if not length_header.isascii() or not length_header.isdigit():
+                self.close_connection = True
+                self._json(HTTPStatus.BAD_REQUEST, {"error": f"Content-Length {length_header!r} is not a byte count"})
+                return
+            length = int(length_header)
             body = self.rfile.read(length) if length else b""
             path = self.path
             if path.startswith(ADMIN_PREFIX):

@@ -270,8 +270,9 @@ def test_delayed_labels_are_scored_against_the_variant_that_answered(tmp_path: P
     splitter.record(Backend("2", "u"), "a", 200, 0.01, b'{"predictions": [0.9, 0.2]}')
     splitter.record(Backend("1", "u"), "b", 200, 0.01, b'{"predictions": [0.5]}')
     splitter.record(Backend("1", "u"), "c", 503, 0.01, b"{}")
-    counts = splitter.add_labels({"a": [1, 0], "b": [1, 1], "zz": [0]})
-    assert counts == {"matched": 2, "unknown": 1, "mismatched": 1}
+    splitter.record(Backend("2", "u"), "d", 200, 0.01, b'{"predictions": [0.5, 0.5]}')
+    counts = splitter.add_labels({"a": [1, 0], "b": [1, 1], "zz": [0], "d": ["yes", 1]})
+    assert counts == {"matched": 2, "unknown": 1, "mismatched": 1, "invalid": 1}
     variants = splitter.stats()["variants"]
     assert variants["2"]["log_loss"]["n"] == 2
     assert variants["2"]["log_loss"]["total"] == pytest.approx(-math.log(0.9) - math.log(0.8))
