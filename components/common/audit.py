@@ -138,16 +138,26 @@ class AuditLedger:
             fields.update({"actor": actor, "data": data, "prev": prev})
             entry = AuditEntry(**fields, hash=_digest(fields))
             line = json.dumps(asdict(entry), sort_keys=True, ensure_ascii=False)
+            # All or nothing: a full or failing disk must leave neither part of a line nor a stale head.
+            size = self.path.stat().st_size if self.path.exists() else 0
+            tmp = self.head_path.with_suffix(".tmp")
             try:
-                with self.path.open("a", encoding="utf-8") as out:
-                    out.write(line + "\n")
-                    out.flush()
-                    os.fsync(out.fileno())
-                tmp = self.head_path.with_suffix(".tmp")
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise LedgerError(f"cannot append to {self.path}: {exc}") from exc
+            try:
+                left = memoryview((line + "\n").encode())
+                while left:
+                    left = left[os.write(fd, left) :]
+                os.fsync(fd)
                 tmp.write_text(json.dumps({"seq": entry.seq, "hash": entry.hash}) + "\n", encoding="utf-8")
                 os.replace(tmp, self.head_path)
             except OSError as exc:
-                raise LedgerError(f"cannot append to {self.path}: {exc}") from exc
+                os.ftruncate(fd, size)
+                tmp.unlink(missing_ok=True)
+                raise LedgerError(f"cannot append to {self.path}: {exc}; the ledger is as it was") from exc
+            finally:
+                os.close(fd)
             return entry
 
     def entries(self) -> Iterator[AuditEntry]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from components.common.audit import AuditLedger
+from components.common.audit import AuditLedger, LedgerError
 from components.decide.investigate import Investigation, InvestigatorConfig, Signals, investigate
 from components.decide.knowledge import KnowledgeBase, Outcome
 from components.decide.safety import Executed, Proposal, Ruling, SafetyPolicy, rule
@@ -419,9 +419,12 @@ def decide_files(
         trained = int(float(baseline.get("train_rows", 0)))
         value = state.value_state(model_name, champion_version, trained)
         signals = replace(signals, value_state=value.to_dict())
-    state.incidents.parent.mkdir(parents=True, exist_ok=True)
-    with state.incidents.open("a", encoding="utf-8") as log:
-        log.write(_canonical(signals.to_dict()) + "\n")
+    try:
+        state.incidents.parent.mkdir(parents=True, exist_ok=True)
+        with state.incidents.open("a", encoding="utf-8") as log:
+            log.write(_canonical(signals.to_dict()) + "\n")
+    except OSError as exc:
+        raise LedgerError(f"cannot record the signals in {state.incidents}: {exc}; nothing was decided") from exc
     ledger = state.ledger
     decision = respond(
         signals,
