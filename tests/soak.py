@@ -191,7 +191,7 @@ def run_soak(
                 for name, pid in pids.items():
                     rss[name].append(rss_mb(pid))
                 for name, url in urls.items():
-                    queue_max[name] = max(queue_max[name], _metrics(url).get("driftpilot_log_queue", 0.0))
+                    queue_max[name] = max(queue_max[name], _metrics(url)["driftpilot_log_queue"])
             counts = replay.stop()
         elapsed = time.monotonic() - started
         _drained(urls)

@@ -107,6 +107,10 @@ def build_app(model: DriftpilotModel, *, logger_url: str = "", max_connection_ag
         if logger_url
         else None
     )
+    if inference_log is not None:
+        sender = inference_log
+        queue = Gauge("driftpilot_log_queue", "Inference-log events waiting to be sent", registry=registry)
+        queue.set_function(lambda: sender.queued)
     requests_total = Counter(
         "driftpilot_requests", "Requests by route and status", ["route", "status"], registry=registry
     )

@@ -64,6 +64,11 @@ class InferenceLogger:
         self._thread = threading.Thread(target=self._drain, name="inference-logger", daemon=True)
         self._thread.start()
 
+    @property
+    def queued(self) -> int:
+        """Events waiting to be sent (at most ``capacity``)."""
+        return self._queue.qsize()
+
     def log(self, event_id: str, kind: str, body: bytes) -> None:
         """Queue one event (``kind`` is ``request`` or ``response``); drop it when the queue is full."""
         try:

@@ -23,6 +23,7 @@ def test_the_splitter_and_two_servers_answer_every_request_log_every_event_and_h
         events = report.log_events[f"v{version}"]
         assert events["sent"] + events["dropped"] + events["failed"] == 2 * variant["requests"], summary
         assert events["failed"] == 0, summary
+    assert all(0 <= depth <= 10_000 for depth in report.queue_max.values()), summary  # the logger's capacity
     assert report.monitor_received == sum(e["sent"] for e in report.log_events.values()), summary
     for name in report.rss_mb:
         assert report.rss_growth_mb(name) < 25, summary  # a leak of 10 kB a request would add about 25 MB
