@@ -7,6 +7,7 @@ Version 2 is then released ``--trials`` times as a healthy canary (the real mode
 ``--trials`` times as a canary 2x slower (``_slow_server.py``: the same server, each answer held
 back as long as it took), alternating, each under the default ``CanaryPolicy`` (or ``--steps`` /
 ``--min-requests``). The canary's outcome is recorded and the stable version kept serving.
+``--canary-model 1`` serves stable's own model as the canary (an A/A test of the latency check).
 
 Reported: the healthy canaries promoted and the slow ones rolled back, each with its exact
 (Clopper-Pearson) 95% interval, the reasons of the wrong decisions, the latency differences the
