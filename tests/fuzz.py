@@ -13,7 +13,8 @@ import io
 import json
 import os
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -359,18 +360,19 @@ def labels_target(folder: Path) -> Target:
 # -- the model server's V1 and V2 routes ---------------------------------------------------------------
 
 
-def serving_check(client: Any, model_name: str) -> Callable[[tuple[str, bytes]], None]:
+def serving_check(session: Any, url: str, model_name: str) -> Callable[[tuple[str, bytes]], None]:
     """Any body on either route is answered 200 or a 4xx naming what is wrong, never a 500.
 
     Args:
-        client: A Starlette ``TestClient`` on ``components.serve.app.build_app`` (it re-raises the app's errors).
+        session: A ``requests.Session``.
+        url: The model server's base URL.
         model_name: The served model.
     """
-    paths = {"v1": f"/v1/models/{model_name}:predict", "v2": f"/v2/models/{model_name}/infer"}
+    paths = {"v1": f"{url}/v1/models/{model_name}:predict", "v2": f"{url}/v2/models/{model_name}/infer"}
 
     def check(request: tuple[str, bytes]) -> None:
         route, body = request
-        response = client.post(paths[route], content=body, headers={"content-type": "application/json"})
+        response = session.post(paths[route], data=body, headers={"content-type": "application/json"}, timeout=30)
         assert response.status_code in (200, 400), (response.status_code, response.text)
         if response.status_code == 400:
             assert response.json()["error"], response.text
@@ -405,28 +407,22 @@ def offline_targets(data_dir: Path, work: Path) -> list[Target]:
     ]
 
 
-def serving_target(work: Path, data_dir: Path) -> Target:
-    """The model server's app on a model trained on a real export and registered in MLflow on SQLite."""
-    from starlette.testclient import TestClient
+@contextmanager
+def serving_target(work: Path, data_dir: Path) -> Iterator[Target]:
+    """The model server (its own process, as deployed) on a model trained on real rows and registered in MLflow."""
+    import requests
 
-    from components.common.storage import write_table
-    from components.ingest.core import read_export
-    from components.register.core import Lineage, register_model
-    from components.serve.app import build_app
-    from components.serve.model import DriftpilotModel
-    from components.train.core import TrainConfig, train_files
-    from components.validate.core import validate_events
+    from components.deploy.core import deploy_local, stop_local
+    from tests.soak import MODEL, register_versions
 
-    table = read_export(data_dir / EXPORT).table
-    assert table is not None
-    rows = write_table(validate_events(table.to_pandas()).valid, work / "valid.parquet")
-    train_files([rows], "gdelt-tone", work / "model", TrainConfig(num_threads=1))
-    tracking_uri = f"sqlite:///{work / 'mlflow.db'}"
-    ref = register_model(
-        tracking_uri=tracking_uri, artifact_root=str(work / "artifacts"), experiment="fuzz", model_name="gdelt-tone",
-        model_dir=work / "model", training_data=[rows], lineage=Lineage(source_batches=(), kfp_run="fuzz"),
-    )  # fmt: skip
-    model = DriftpilotModel("gdelt-tone", f"models:/gdelt-tone/{ref.version}", tracking_uri)
-    model.load()
-    check = serving_check(TestClient(build_app(model)), model.name)
-    return Target("V1/V2 inference payloads", serving_requests([c.name for c in model.columns]), check)
+    tracking_uri = register_versions(work, data_dir, seeds=(1,))
+    server = deploy_local(
+        model_name=MODEL, model_uri=f"models:/{MODEL}/1", tracking_uri=tracking_uri, state_dir=work / "server"
+    )
+    try:
+        with requests.Session() as session:
+            columns = requests.get(f"{server.url}/v2/models/{MODEL}", timeout=10).json()["inputs"]
+            check = serving_check(session, server.url, MODEL)
+            yield Target("V1/V2 inference payloads", serving_requests([c["name"] for c in columns]), check)
+    finally:
+        stop_local(work / "server")

@@ -75,6 +75,16 @@ def fuzz(target: Target, seconds: float, examples: int) -> dict[str, Any]:
     }
 
 
+def _print(name: str, result: dict[str, Any]) -> None:
+    print(
+        f"{name:30} {result['executions']:8d} executions in {result['seconds']:6.1f} s "
+        f"({result['per_second']:7.1f}/s), {len(result['crashes'])} distinct crash(es)",
+        flush=True,
+    )
+    for key, crash in result["crashes"].items():
+        print(f"    {key} ({crash['rounds']} rounds): {crash['message']}", flush=True)
+
+
 def main() -> None:
     """Fuzz each target and write the report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -87,19 +97,13 @@ def main() -> None:
     report: dict[str, Any] = {"seconds_per_target": args.seconds, "targets": {}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        targets = [*offline_targets(data_dir, work), serving_target(work / "serving", data_dir)]
-        for target in targets:
-            if args.only and target.name != args.only:
-                continue
-            result = fuzz(target, args.seconds, args.round)
-            report["targets"][target.name] = result
-            print(
-                f"{target.name:30} {result['executions']:8d} executions in {result['seconds']:6.1f} s "
-                f"({result['per_second']:7.1f}/s), {len(result['crashes'])} distinct crash(es)",
-                flush=True,
-            )
-            for key, crash in result["crashes"].items():
-                print(f"    {key} ({crash['rounds']} rounds): {crash['message']}", flush=True)
+        (work / "serving").mkdir()
+        with serving_target(work / "serving", data_dir) as serving:
+            for target in [*offline_targets(data_dir, work), serving]:
+                if args.only and target.name != args.only:
+                    continue
+                report["targets"][target.name] = fuzz(target, args.seconds, args.round)
+                _print(target.name, report["targets"][target.name])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"report: {args.out}")

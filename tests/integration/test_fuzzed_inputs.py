@@ -4,6 +4,7 @@ The examples per target keep the module near a minute on two busy cores; the pro
 product's promise for bad input: a 4xx or a quarantine record with a reason, never a 500 or a traceback.
 """
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,11 +36,12 @@ def _run(target: Target) -> None:
 
 
 @pytest.fixture(scope="module")
-def targets(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Target]:
+def targets(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Target]]:
     work = tmp_path_factory.mktemp("fuzz")
     found = {t.name: t for t in offline_targets(data_dir, work)}
-    serving = serving_target(work / "serving", data_dir)
-    return {**found, serving.name: serving}
+    (work / "serving").mkdir()
+    with serving_target(work / "serving", data_dir) as serving:
+        yield {**found, serving.name: serving}
 
 
 @pytest.mark.parametrize("name", list(EXAMPLES))
