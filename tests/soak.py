@@ -10,12 +10,15 @@ is sampled; at the end the servers' own counters say what was answered, logged, 
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from components.common.storage import write_table
 from components.common.task import load_task
@@ -34,8 +37,6 @@ MODEL = "gdelt-tone"
 TRAIN = ("20241022130000", "20241022131500")
 TRAFFIC = "20241022150000"
 MONITOR_MODULE = "components.monitor"
-_RECEIVED = "driftpilot_monitor_events_received_total"
-_OUTCOMES = ("sent", "dropped", "failed")
 
 
 def batch_rows(data_dir: Path, batch: str) -> pd.DataFrame:
@@ -67,10 +68,38 @@ def rss_mb(pid: int) -> float:
     raise ValueError(f"no VmRSS for pid {pid}")
 
 
-def _metrics(url: str) -> dict[str, float]:
-    """A Prometheus text page as {sample with labels: value}."""
+def metric(url: str, name: str, *, required: bool = False, **labels: str) -> float:
+    """The sum of a server's ``/metrics`` samples called ``name`` whose labels include ``labels``.
+
+    Raises:
+        KeyError: With ``required``, when the server has no such sample (else the sum is 0).
+    """
     text = requests.get(f"{url}/metrics", timeout=10).text
-    return {k: float(v) for k, _, v in (line.rpartition(" ") for line in text.splitlines()) if k and k[0] != "#"}
+    values = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    ]
+    if required and not values:
+        raise KeyError(f"{url}/metrics has no {name} {labels or ''}")
+    return sum(values)
+
+
+@contextmanager
+def monitor_process(port: int, lake: Path, log: Path) -> Iterator[str]:
+    """The drift monitor as it is deployed (``python -m components.monitor``) on ``port``; yields its URL."""
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", MONITOR_MODULE, "--host", "127.0.0.1", "--port", str(port), "--lake", str(lake)]
+    child = spawn(command, log)
+    wait_ready(
+        child, lambda: is_up(f"{url}/healthz"), what="the drift monitor", module=MONITOR_MODULE, log_path=log,
+        timeout_s=120, grace_s=10,
+    )  # fmt: skip
+    try:
+        yield url
+    finally:
+        terminate(child.pid, MONITOR_MODULE, 10)
 
 
 def is_up(url: str) -> bool:
@@ -80,9 +109,8 @@ def is_up(url: str) -> bool:
         return False
 
 
-def _logged(url: str) -> float:
-    page = _metrics(url)
-    return sum(page.get(f'driftpilot_log_events_total{{outcome="{o}"}}', 0.0) for o in _OUTCOMES)
+def _logged(url: str) -> dict[str, float]:
+    return {o: metric(url, "driftpilot_log_events_total", outcome=o) for o in ("sent", "dropped", "failed")}
 
 
 def _drained(urls: dict[str, str], timeout_s: float = 120.0) -> None:
@@ -90,7 +118,7 @@ def _drained(urls: dict[str, str], timeout_s: float = 120.0) -> None:
     deadline = time.monotonic() + timeout_s
     last = None
     while time.monotonic() < deadline:
-        now = tuple(_logged(u) for u in urls.values())
+        now = [_logged(u) for u in urls.values()]
         if now == last:
             return
         last = now
@@ -153,65 +181,49 @@ def run_soak(
     sample_s: float = 2.0,
 ) -> SoakReport:
     """Serve versions 1 and 2 behind the splitter with a monitor and load them for ``seconds``."""
-    monitor_port = free_port()
-    monitor_url = f"http://127.0.0.1:{monitor_port}"
-    monitor = spawn(
-        [sys.executable, "-m", MONITOR_MODULE, "--host", "127.0.0.1", "--port", str(monitor_port),
-         "--lake", str(work / "lake")],
-        work / "monitor.log",
-    )  # fmt: skip
-    wait_ready(
-        monitor, lambda: is_up(f"{monitor_url}/healthz"), what="the drift monitor", module=MONITOR_MODULE,
-        log_path=work / "monitor.log", timeout_s=120, grace_s=10,
-    )  # fmt: skip
     serving_dir = work / "serving"
-    try:
-        served, _ = serve_local(
-            model_name=MODEL, model_uri=f"models:/{MODEL}/1", tracking_uri=tracking_uri, serving_dir=serving_dir,
-            logger_url=monitor_url,
-        )  # fmt: skip
-        canary = deploy_local(
-            model_name=MODEL, model_uri=f"models:/{MODEL}/2", tracking_uri=tracking_uri, state_dir=work / "canary",
-            logger_url=monitor_url,
-        )  # fmt: skip
-        stable = read_deployment(serving_dir / "v1")
-        assert stable is not None
-        LocalRouter(serving_dir, served.url, served.routes.stable, Backend("2", canary.url)).set_canary(50)
-        pids = {"splitter": served.splitter_pid, "v1": stable.pid, "v2": canary.pid}
-        urls = {"v1": stable.url, "v2": canary.url}
-        instances, labels = payloads.labelled_instances(batch_rows(data_dir, TRAFFIC), load_task(MODEL))
-        rss: dict[str, list[float]] = {name: [] for name in pids}
-        queue_max = dict.fromkeys(urls, 0.0)
-        started = time.monotonic()
-        with TrafficReplayer(
-            served.url, MODEL, instances, labels, concurrency=concurrency, rate_per_s=rate_per_s, label_delay_s=1.0
-        ) as replay:
-            while time.monotonic() - started < seconds:
-                time.sleep(sample_s)
-                for name, pid in pids.items():
-                    rss[name].append(rss_mb(pid))
-                for name, url in urls.items():
-                    queue_max[name] = max(queue_max[name], _metrics(url)["driftpilot_log_queue"])
-            counts = replay.stop()
-        elapsed = time.monotonic() - started
-        _drained(urls)
-        stats = requests.get(f"{served.url}/_driftpilot/stats", timeout=10).json()["variants"]
-        log_events = {}
-        for name, url in urls.items():
-            page = _metrics(url)
-            log_events[name] = {o: page.get(f'driftpilot_log_events_total{{outcome="{o}"}}', 0.0) for o in _OUTCOMES}
-        received = _metrics(monitor_url)
-        return SoakReport(
-            seconds=elapsed,
-            sent=counts.sent,
-            failed=counts.failed,
-            variants={v: {"requests": s["requests"], "errors": s["errors"]} for v, s in stats.items()},
-            rss_mb=rss,
-            log_events=log_events,
-            queue_max=queue_max,
-            monitor_received=sum(v for k, v in received.items() if k.startswith(_RECEIVED)),
-        )
-    finally:
-        stop_local(work / "canary")
-        stop_serving(serving_dir)
-        terminate(monitor.pid, MONITOR_MODULE, 10)
+    with monitor_process(free_port(), work / "lake", work / "monitor.log") as monitor_url:
+        try:
+            served, _ = serve_local(
+                model_name=MODEL, model_uri=f"models:/{MODEL}/1", tracking_uri=tracking_uri,
+                serving_dir=serving_dir, logger_url=monitor_url,
+            )  # fmt: skip
+            canary = deploy_local(
+                model_name=MODEL, model_uri=f"models:/{MODEL}/2", tracking_uri=tracking_uri,
+                state_dir=work / "canary", logger_url=monitor_url,
+            )  # fmt: skip
+            stable = read_deployment(serving_dir / "v1")
+            assert stable is not None
+            router = LocalRouter(serving_dir, served.url, served.routes.stable, Backend("2", canary.url))
+            router.set_canary(50)
+            pids = {"splitter": served.splitter_pid, "v1": stable.pid, "v2": canary.pid}
+            urls = {"v1": stable.url, "v2": canary.url}
+            instances, labels = payloads.labelled_instances(batch_rows(data_dir, TRAFFIC), load_task(MODEL))
+            rss: dict[str, list[float]] = {name: [] for name in pids}
+            queue_max = dict.fromkeys(urls, 0.0)
+            started = time.monotonic()
+            with TrafficReplayer(
+                served.url, MODEL, instances, labels, concurrency=concurrency, rate_per_s=rate_per_s, label_delay_s=1
+            ) as replay:
+                while time.monotonic() - started < seconds:
+                    time.sleep(sample_s)
+                    for name, pid in pids.items():
+                        rss[name].append(rss_mb(pid))
+                    for name, url in urls.items():
+                        queue_max[name] = max(queue_max[name], metric(url, "driftpilot_log_queue", required=True))
+                counts = replay.stop()
+            elapsed = time.monotonic() - started
+            _drained(urls)
+            return SoakReport(
+                seconds=elapsed,
+                sent=counts.sent,
+                failed=counts.failed,
+                variants={v.version: {"requests": v.requests, "errors": v.errors} for v in router.stats()},
+                rss_mb=rss,
+                log_events={name: _logged(url) for name, url in urls.items()},
+                queue_max=queue_max,
+                monitor_received=metric(monitor_url, "driftpilot_monitor_events_received_total"),
+            )
+        finally:
+            stop_local(work / "canary")
+            stop_serving(serving_dir)

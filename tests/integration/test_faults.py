@@ -3,7 +3,6 @@
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import requests
 
 from components.common.audit import AuditLedger, LedgerError
 from components.common.task import load_task
-from components.deploy._process import free_port, spawn, terminate, wait_ready
+from components.deploy._process import free_port
 from components.deploy.canary import CanaryPolicy
 from components.deploy.core import deploy_local, read_deployment, stop_local
 from components.deploy.local import read_serving, serve_local, stop_serving
@@ -25,7 +24,7 @@ from components.deploy.traffic import TrafficReplayer
 from components.features.core import input_columns
 from components.serve import payloads
 from components.train.model import TrainedModel
-from tests.soak import MODEL, MONITOR_MODULE, TRAFFIC, batch_rows, is_up, register_versions
+from tests.soak import MODEL, TRAFFIC, batch_rows, metric, monitor_process, register_versions
 from tests.unit.test_decide import _decide, champion, reference  # noqa: F401 - the fixtures are used by name
 
 pytestmark = pytest.mark.integration
@@ -92,16 +91,9 @@ def tracking_uri(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> st
     return register_versions(tmp_path_factory.mktemp("fault-models"), data_dir)
 
 
-def _metric(url: str, sample: str) -> float:
-    for line in requests.get(f"{url}/metrics", timeout=10).text.splitlines():
-        if line.startswith(sample + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def _settled(url: str, outcome: str, expected: float, timeout_s: float = 60) -> float:
     deadline = time.monotonic() + timeout_s
-    while (value := _metric(url, f'driftpilot_log_events_total{{outcome="{outcome}"}}')) < expected:
+    while (value := metric(url, "driftpilot_log_events_total", outcome=outcome)) < expected:
         assert time.monotonic() < deadline, f"{outcome} events: {value} of {expected}"
         time.sleep(0.5)
     return value
@@ -125,21 +117,10 @@ def test_with_the_monitor_down_every_prediction_is_answered_and_the_lost_events_
             assert response.status_code == 200, response.text
             assert np.isclose(response.json()["predictions"][0], expected, rtol=0, atol=1e-9)
         assert _settled(server.url, "failed", 2 * len(instances)) == 2 * len(instances)  # request and response
-        assert _metric(server.url, 'driftpilot_log_events_total{outcome="sent"}') == 0
-        monitor = spawn(
-            [sys.executable, "-m", MONITOR_MODULE, "--host", "127.0.0.1", "--port", str(port),
-             "--lake", str(tmp_path / "lake")],
-            tmp_path / "monitor.log",
-        )  # fmt: skip
-        try:
-            wait_ready(
-                monitor, lambda: is_up(f"http://127.0.0.1:{port}/healthz"), what="the monitor",
-                module=MONITOR_MODULE, log_path=tmp_path / "monitor.log", timeout_s=120, grace_s=10,
-            )  # fmt: skip
+        assert metric(server.url, "driftpilot_log_events_total", outcome="sent") == 0
+        with monitor_process(port, tmp_path / "lake", tmp_path / "monitor.log"):
             assert requests.post(path, json={"instances": instances[:5]}, timeout=10).status_code == 200
             assert _settled(server.url, "sent", 2) == 2
-        finally:
-            terminate(monitor.pid, MONITOR_MODULE, 10)
     finally:
         stop_local(tmp_path / "server")
 
