@@ -8,10 +8,14 @@ incident that caused it, the KFP run and the Optuna study.
 Registration happens in three steps, each retried with backoff when the tracking server or the
 object store fails: (1) one run logs everything, artifacts included; (2) one request creates the
 version with all its tags (a retry first looks for a version of that run, so none is made
-twice); (3) the alias is set. When step 3 finally fails the version is deleted again, so no
-version is left half-registered. The ``champion`` alias moves only to a version the promotion
-gate passed (``record_gate`` then ``promote``), to the first version of a model, or back to the
-previous champion (``rollback``: a known-good model, no new verdict needed).
+twice), marked ``driftpilot.registration: pending``; (3) the alias is set and the mark removed.
+When step 3 finally fails the version is deleted again, so no version is left half-registered;
+when even that cannot reach the registry (it went down for good after step 2), the next
+registration of the model deletes the version still pending from before.
+
+The ``champion`` alias moves only to a version the promotion gate passed (``record_gate`` then
+``promote``), to the first version of a model, or back to the previous champion (``rollback``: a
+known-good model, no new verdict needed).
 
 Champions are kept in history. The version that loses ``champion`` gets ``previous-champion``
 (the decision stage scores it on each batch: a rollback's worth), and each champion's latest term
@@ -48,6 +52,7 @@ __all__ = [
     "CANARY_TAG",
     "CHALLENGER",
     "CHAMPION",
+    "PENDING_TAG",
     "PREVIOUS_CHAMPION",
     "ChampionTerm",
     "Lineage",
@@ -78,6 +83,10 @@ ROLLBACK_TAG = "driftpilot.rollback"
 REFERENCE_ARTIFACT = "reference/reference.parquet"
 GATE_TAG = "driftpilot.gate"
 CANARY_TAG = "driftpilot.canary"
+PENDING_TAG = "driftpilot.registration"
+# A version still pending this long after it was made belongs to a registration whose retries are
+# long over: one that failed and could not delete it.
+_ABANDONED_AFTER_S = 600.0
 PARAMS_FILE = "params.json"
 _REFERENCE_ROWS = 50_000
 _TRANSIENT_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED"}
@@ -247,6 +256,7 @@ def register_model(
             or when a step still fails after its retries (nothing is left registered then).
     """
     client = _client(tracking_uri)
+    _retried(lambda: _delete_abandoned(client, model_name), f"look for abandoned versions of {model_name!r}", retry)
     if alias == CHAMPION and find_alias(tracking_uri=tracking_uri, model_name=model_name) is not None:
         raise ModelRegistryError(
             f"{model_name!r} has a champion: register as {CHALLENGER!r}; the gate promotes it (record_gate, promote)"
@@ -269,12 +279,17 @@ def register_model(
         retry,
     )
     version = _retried(
-        lambda: _create_version(client, model_name, model_uri, run_id, model_id, tags),
+        lambda: _create_version(client, model_name, model_uri, run_id, model_id, {**tags, PENDING_TAG: "pending"}),
         f"register a version of {model_name!r} in {tracking_uri}",
         retry,
     )
+
+    def finish() -> None:
+        client.set_registered_model_alias(model_name, alias, version)
+        client.delete_model_version_tag(model_name, version, PENDING_TAG)
+
     try:
-        _point(client, model_name, alias, version, retry)
+        _retried(finish, f"point {alias!r} at version {version} of {model_name!r}", retry)
     except ModelRegistryError:
         _delete_version(client, model_name, version)
         raise
@@ -339,12 +354,28 @@ def _create_version(client: Any, name: str, source: str, run_id: str, model_id: 
     return str(version.version)
 
 
+def _delete_abandoned(client: Any, name: str) -> None:
+    """Delete the versions that failed registrations left pending (see the module's docstring)."""
+    pending = client.search_model_versions(f"name='{name}' and tags.`{PENDING_TAG}` = 'pending'")
+    now_ms = dt.datetime.now(dt.UTC).timestamp() * 1000
+    for found in pending:
+        if now_ms - found.creation_timestamp > _ABANDONED_AFTER_S * 1000:
+            log.warning(
+                "deleting version %s of %r: its registration failed before it got an alias", found.version, name
+            )
+            client.delete_model_version(name, found.version)
+
+
 def _delete_version(client: Any, name: str, version: str) -> None:
     """Remove a version whose alias could not be set; say so when even that fails."""
     try:
         client.delete_model_version(name, version)
-    except Exception as exc:  # the server may still be down: the operator is told what to remove
-        log.error("version %s of %r has no alias and could not be deleted (%s): delete it by hand", version, name, exc)
+    except Exception as exc:  # the server may still be down: the next registration deletes it
+        log.error(
+            "version %s of %r has no alias and could not be deleted (%s): the model's next registration "
+            "deletes it once it has been pending %.0f s, or delete it by hand",
+            version, name, exc, _ABANDONED_AFTER_S,
+        )  # fmt: skip
 
 
 def record_gate(
@@ -540,7 +571,7 @@ def champion_history(*, tracking_uri: str, model_name: str, retry: RetryPolicy |
             v.tags.get(CHAMPION_VIA_TAG, ""),
         )
         for v in versions
-        if v.tags.get(CHAMPION_FROM_TAG)
+        if v.tags.get(CHAMPION_FROM_TAG) and PENDING_TAG not in v.tags  # a pending version never served
     ]
     return sorted(terms, key=lambda t: (t.since, int(t.version)), reverse=True)
 

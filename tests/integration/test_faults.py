@@ -6,14 +6,19 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 
 from components.common.audit import AuditLedger, LedgerError
+from components.common.errors import ModelRegistryError
+from components.common.retry import RetryPolicy
 from components.common.task import load_task
 from components.deploy._process import free_port
 from components.deploy.canary import CanaryPolicy
@@ -22,9 +27,13 @@ from components.deploy.local import read_serving, serve_local, stop_serving
 from components.deploy.splitter import read_routes
 from components.deploy.traffic import TrafficReplayer
 from components.features.core import input_columns
+from components.register import core as register_core
+from components.register.core import CHALLENGER, CHAMPION, PENDING_TAG, Lineage, find_alias, load_model, register_model
 from components.serve import payloads
 from components.train.model import TrainedModel
-from tests.soak import MODEL, TRAFFIC, batch_rows, metric, monitor_process, register_versions
+from tests.faults import KillingProxy, Rule, When, killing_proxy
+from tests.servers import MlflowServer, run_mlflow
+from tests.soak import MODEL, TRAFFIC, TRAIN, batch_rows, metric, monitor_process, register_versions
 from tests.unit.test_decide import _decide, champion, reference  # noqa: F401 - the fixtures are used by name
 
 pytestmark = pytest.mark.integration
@@ -167,3 +176,123 @@ def test_a_canary_whose_server_is_killed_mid_step_is_rolled_back_and_stable_keep
         assert {a.status_code for a in answers} == {200} and {a.headers["x-model-version"] for a in answers} == {"1"}
     finally:
         stop_serving(serving_dir)
+
+
+FAST_RETRY = RetryPolicy(attempts=3, initial_s=0.2, max_wait_s=0.5)
+RETRY = RetryPolicy(attempts=10, initial_s=0.5, max_wait_s=5)
+"""About 35 s of retries: more than a tracking server takes to start again on a busy machine."""
+
+
+@dataclass
+class Registry:
+    """A tracking server that the tests kill and start again (same port, same database)."""
+
+    work: Path
+    port: int
+    servers: ExitStack
+    server: MlflowServer | None = None
+
+    def start(self) -> MlflowServer:
+        self.server = self.servers.enter_context(
+            run_mlflow(self.work, artifacts=str(self.work / "artifacts"), port=self.port)
+        )
+        return self.server
+
+    def register(
+        self, url: str, model_dir: Path, table: Path, alias: str = CHALLENGER, retry: RetryPolicy = RETRY
+    ) -> str:
+        ref = register_model(
+            tracking_uri=url, artifact_root="", experiment=MODEL, model_name=MODEL, model_dir=model_dir,
+            training_data=[table], lineage=Lineage(source_batches=TRAIN, kfp_run="faults"), alias=alias,
+            retry=retry,
+        )  # fmt: skip
+        return ref.version
+
+    def versions(self) -> dict[str, ModelVersion]:
+        assert self.server is not None
+        return {v.version: v for v in MlflowClient(self.server.url).search_model_versions(f"name='{MODEL}'")}
+
+
+@pytest.fixture(scope="module")
+def registry(tracking_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A tracking server whose model has a champion (version 1 of the models above)."""
+    models = Path(tracking_uri.removeprefix("sqlite:///")).parent
+    with ExitStack() as servers:
+        registry = Registry(tmp_path_factory.mktemp("registry"), free_port(), servers)
+        server = registry.start()
+        registry.register(server.url, models / "model-1", models / "train.parquet", alias=CHAMPION)
+        yield registry
+
+
+def _restart_once_killed(registry: Registry, proxy: KillingProxy) -> threading.Thread:
+    def restart() -> None:
+        proxy.killed.wait()
+        time.sleep(0.5)
+        server = registry.start()
+        proxy.restart(server.url, server.pid)
+
+    thread = threading.Thread(target=restart, daemon=True)
+    thread.start()
+    return thread
+
+
+KILLS = {
+    "logging-the-run": ("before", "/api/2.0/mlflow/runs/create"),
+    "uploading-the-booster": ("before", "/artifacts/model/booster.txt"),
+    "answering-the-version": ("after", "/api/2.0/mlflow/model-versions/create"),
+    "setting-the-alias": ("before", "/api/2.0/mlflow/registered-models/alias"),
+}
+
+
+def _at(when: When, where: str) -> Rule:
+    return lambda method, path: when if method != "GET" and path.split("?")[0].endswith(where) else None
+
+
+@pytest.mark.parametrize(("when", "where"), KILLS.values(), ids=list(KILLS))
+def test_mlflow_killed_mid_registration_and_back_leaves_exactly_one_whole_version_and_the_champion_in_place(
+    registry: Registry, tracking_uri: str, data_dir: Path, when: When, where: str, tmp_path: Path
+) -> None:
+    assert registry.server is not None
+    models = Path(tracking_uri.removeprefix("sqlite:///")).parent
+    before = registry.versions()
+    serving = find_alias(tracking_uri=registry.server.url, model_name=MODEL)
+    with killing_proxy(registry.server.url, registry.server.pid, _at(when, where)) as proxy:
+        restarted = _restart_once_killed(registry, proxy)
+        version = registry.register(proxy.url, models / "model-2", models / "train.parquet")
+        restarted.join(timeout=5)
+    assert proxy.killed_at.split("?")[0].endswith(where), proxy.killed_at  # the server died where intended
+    after = registry.versions()
+    assert sorted(after) == sorted([*before, version])  # one new version, none twice
+    url = registry.server.url
+    assert find_alias(tracking_uri=url, model_name=MODEL) == serving
+    challenger = find_alias(tracking_uri=url, model_name=MODEL, alias=CHALLENGER)
+    assert challenger is not None and challenger.version == version
+    tags = after[version].tags
+    assert PENDING_TAG not in tags and tags["driftpilot.source_batches"] == ",".join(TRAIN)
+    served = load_model(tracking_uri=url, model_uri=f"models:/{MODEL}/{version}", dest=tmp_path / "served")
+    rows = batch_rows(data_dir, TRAFFIC).head(50)
+    assert np.array_equal(served.predict_proba(rows), TrainedModel.load(models / "model-2").predict_proba(rows))
+
+
+def test_mlflow_killed_for_good_after_making_a_version_fails_the_registration_and_the_next_one_deletes_that_version(
+    registry: Registry, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert registry.server is not None
+    models = Path(tracking_uri.removeprefix("sqlite:///")).parent
+    before = registry.versions()
+    serving = find_alias(tracking_uri=registry.server.url, model_name=MODEL)
+    with (
+        killing_proxy(
+            registry.server.url, registry.server.pid, _at("after", KILLS["answering-the-version"][1])
+        ) as proxy,
+        pytest.raises(ModelRegistryError, match=r"could not register a version of 'gdelt-tone' .* after 3 attempts"),
+    ):
+        registry.register(proxy.url, models / "model-2", models / "train.parquet", retry=FAST_RETRY)
+    url = registry.start().url
+    left = {v: found for v, found in registry.versions().items() if v not in before}
+    assert [found.tags.get(PENDING_TAG) for found in left.values()] == ["pending"]  # made, never finished
+    assert [found.aliases for found in left.values()] == [[]]
+    assert find_alias(tracking_uri=url, model_name=MODEL) == serving
+    monkeypatch.setattr(register_core, "_ABANDONED_AFTER_S", 0.0)
+    version = registry.register(url, models / "model-2", models / "train.parquet")
+    assert sorted(registry.versions()) == sorted([*before, version])  # the abandoned version is gone
