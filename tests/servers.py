@@ -84,12 +84,15 @@ def _log_tail(log: Path, lines: int = 30) -> str:
 
 
 @contextmanager
-def run_minio(work_dir: Path, *, timeout: float = 30.0) -> Iterator[MinioServer]:
+def run_minio(work_dir: Path, *, timeout: float = 30.0, again: MinioServer | None = None) -> Iterator[MinioServer]:
     """Run a single-drive MinIO server on free local ports until the block exits.
 
     Args:
-        work_dir: Empty folder for the server's data (``data/``) and log (``minio.log``).
+        work_dir: Empty folder for the server's data (``data/``) and logs (``minio-*.log``), or the
+            folder of the server ``again`` starts once more.
         timeout: Seconds to wait for the liveness probe to answer 200.
+        again: A server stopped (or killed) before: started again on its address, with its
+            credentials and its data.
 
     Yields:
         The server's endpoint and random root credentials.
@@ -104,7 +107,7 @@ def run_minio(work_dir: Path, *, timeout: float = 30.0) -> Iterator[MinioServer]
             f"MinIO server binary not found at {binary}: run ./scripts/ensure-minio.sh "
             f"(or set {MINIO_BIN_ENV} to a minio binary)"
         )
-    server = MinioServer(
+    server = again or MinioServer(
         endpoint=f"http://127.0.0.1:{free_port()}",
         access_key=f"driftpilot-{secrets.token_hex(4)}",
         secret_key=secrets.token_urlsafe(24),
@@ -117,7 +120,7 @@ def run_minio(work_dir: Path, *, timeout: float = 30.0) -> Iterator[MinioServer]
     }
     command = [str(binary), "server", str(work_dir / "data"), "--address", server.address]
     command += ["--console-address", f"127.0.0.1:{free_port()}"]
-    log = work_dir / "minio.log"
+    log = work_dir / f"minio-{time.time_ns()}.log"
     with _process(command, log, env) as process:
         probe = partial(requests.get, f"{server.endpoint}/minio/health/live", timeout=1)
         _wait_ok("minio", process, log, time.monotonic() + timeout, probe)

@@ -7,6 +7,7 @@ __all__ = [
     "IngestError",
     "ModelRegistryError",
     "ServingError",
+    "StoreError",
 ]
 
 
@@ -32,3 +33,7 @@ class ModelRegistryError(DriftpilotError):
 
 class ServingError(DriftpilotError):
     """A model server could not be started, reached or stopped."""
+
+
+class StoreError(DriftpilotError):
+    """The lake's object store could not be reached, even after retries."""

@@ -79,4 +79,6 @@ def retrying(
         return retryer(call)
     except RetryError as exc:
         cause = exc.last_attempt.exception()
-        raise error(f"could not {what} after {policy.attempts} attempts: {cause}") from cause
+    # Raised outside the handler, so the error does not carry tenacity's RetryError as its context
+    # (its future holds a lock: the error could not be pickled back from a Dask worker).
+    raise error(f"could not {what} after {policy.attempts} attempts: {cause}") from cause

@@ -2,7 +2,9 @@
 
 Keys are POSIX paths relative to the store's root. Writes are atomic — a local write goes to a
 temporary name under ``_tmp/`` and is renamed; an S3 PUT is atomic by nature — so a reader (or a resumed run)
-never sees half a file. S3 settings come from the environment: ``DRIFTPILOT_S3_ENDPOINT`` (or
+never sees half a file. On S3 each call is retried with backoff when the object store cannot be
+reached or is overloaded (``RetryPolicy.from_env()``); then it raises ``StoreError`` naming the
+endpoint. S3 settings come from the environment: ``DRIFTPILOT_S3_ENDPOINT`` (or
 ``AWS_ENDPOINT_URL``) for MinIO, ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``, and
 ``AWS_REGION`` (default ``us-east-1``).
 """
@@ -11,18 +13,39 @@ import io
 import json
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from components.common.errors import ConfigError
+from components.common.errors import ConfigError, StoreError
+from components.common.retry import retrying
 
 __all__ = ["Store", "s3_options"]
+
+T = TypeVar("T")
+
+# What pyarrow's S3 client says when the object store is down, unreachable or overloaded.
+_TRANSIENT = (
+    "NETWORK_CONNECTION",
+    "SERVICE_UNAVAILABLE",
+    "SLOW_DOWN",
+    "INTERNAL_FAILURE",
+    "REQUEST_TIMEOUT",
+    "curlCode",
+)
+
+
+def _transient(exc: BaseException) -> bool:
+    """A failure worth another attempt: the object store did not answer, or answered "later"."""
+    return (
+        isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) and any(m in str(exc) for m in _TRANSIENT)
+    )
 
 
 def s3_options(env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -98,32 +121,53 @@ class Store:
         """A location people can read: the local path or the ``s3://`` URL of a key."""
         return f"s3://{self.path(key)}" if self.is_s3 else self.path(key)
 
+    def _call(self, what: str, call: Callable[[], T]) -> T:
+        """Run one filesystem call; on S3, retried while the object store cannot be reached.
+
+        Raises:
+            StoreError: When the object store still fails after the retries.
+        """
+        if not self.is_s3:
+            return call()
+        endpoint = (self.options or s3_options()).get("endpoint_override") or "AWS S3"
+        return retrying(call, what=f"{what} (object store at {endpoint})", error=StoreError, transient=_transient)
+
     def ensure(self) -> "Store":
         """Create the root (the bucket for S3) when missing; return the store."""
         if self.is_s3:
             bucket = self.root.split("/", 1)[0]
-            if self.fs.get_file_info(bucket).type == pafs.FileType.NotFound:
-                self.fs.create_dir(bucket)
+
+            def create() -> None:
+                if self.fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+                    self.fs.create_dir(bucket)
+
+            self._call(f"create bucket {bucket!r}", create)
         else:
             Path(self.root).mkdir(parents=True, exist_ok=True)
         return self
 
     def exists(self, key: str) -> bool:
         """Whether a key holds a file."""
-        return bool(self.fs.get_file_info(self.path(key)).type == pafs.FileType.File)
+        info = self._call(f"look up {self.url(key)}", lambda: self.fs.get_file_info(self.path(key)))
+        return bool(info.type == pafs.FileType.File)
 
     def keys(self, prefix: str) -> list[str]:
         """Keys of all files under a prefix folder, sorted (empty when the folder is missing)."""
         selector = pafs.FileSelector(self.path(prefix), recursive=True, allow_not_found=True)
         base = len(self.root) + 1
-        return sorted(i.path[base:] for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File)
+        found = self._call(f"list {self.url(prefix)}", lambda: self.fs.get_file_info(selector))
+        return sorted(i.path[base:] for i in found if i.type == pafs.FileType.File)
 
     def put_bytes(self, key: str, data: bytes) -> str:
         """Write bytes under a key atomically; return the key."""
         target = self.path(key)
         if self.is_s3:
-            with self.fs.open_output_stream(target, compression=None) as out:
-                out.write(data)
+
+            def put() -> None:
+                with self.fs.open_output_stream(target, compression=None) as out:
+                    out.write(data)
+
+            self._call(f"write {self.url(key)}", put)
             return key
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         temporary = Path(self.root) / "_tmp" / uuid.uuid4().hex  # outside every table folder
@@ -135,13 +179,17 @@ class Store:
 
     def get_bytes(self, key: str) -> bytes:
         """Read a key's bytes."""
-        with self.fs.open_input_stream(self.path(key), compression=None) as stream:
-            return bytes(stream.read())
+
+        def get() -> bytes:
+            with self.fs.open_input_stream(self.path(key), compression=None) as stream:
+                return bytes(stream.read())
+
+        return self._call(f"read {self.url(key)}", get)
 
     def delete(self, key: str) -> None:
         """Remove a key if present."""
         if self.exists(key):
-            self.fs.delete_file(self.path(key))
+            self._call(f"delete {self.url(key)}", lambda: self.fs.delete_file(self.path(key)))
 
     def put_json(self, key: str, document: Any) -> str:
         """Write a JSON document (sorted keys) under a key."""
@@ -167,4 +215,6 @@ class Store:
 
     def get_table(self, key: str, columns: list[str] | None = None) -> pa.Table:
         """Read one Parquet file, or every Parquet file under a prefix folder."""
-        return pq.read_table(self.path(key), filesystem=self.fs, columns=columns)
+        return self._call(
+            f"read {self.url(key)}", lambda: pq.read_table(self.path(key), filesystem=self.fs, columns=columns)
+        )

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from components.common.errors import IngestError
+from components.common.errors import IngestError, StoreError
 from components.common.lake import quarantine_prefix
 from components.common.quarantine import rows_to_frame, write_quarantine
 from components.common.storage import write_json
@@ -394,16 +394,22 @@ def ingest(
         if progress is not None:
             progress(entry, len(recorded), len(plan))
 
-    if workers <= 0 or len(plan) <= 1:
-        for file in plan:
-            record(ingest_file(source, file, store))
-    else:
-        from distributed import as_completed
+    try:
+        if workers <= 0 or len(plan) <= 1:
+            for file in plan:
+                record(ingest_file(source, file, store))
+        else:
+            from distributed import as_completed
 
-        with dask_client(workers, cluster, image) as client:
-            futures = [client.submit(ingest_file, source, file, store, pure=False) for file in plan]
-            for future in as_completed(futures):
-                record(future.result())
+            with dask_client(workers, cluster, image) as client:
+                futures = [client.submit(ingest_file, source, file, store, pure=False) for file in plan]
+                for future in as_completed(futures):
+                    record(future.result())
+    except StoreError as exc:
+        raise StoreError(
+            f"{exc}. {len(recorded)} of the {len(plan)} files planned are in the lake's manifest; "
+            "run the ingest again once the object store answers: it resumes with the others"
+        ) from exc
     compact_manifest(store)
     return IngestSummary(
         len(listed),

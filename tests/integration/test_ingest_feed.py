@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from contextlib import ExitStack
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -18,7 +19,7 @@ from minio import Minio
 from components.common.store import Store
 from components.ingest.core import HttpSource, ObjectStoreSource, Status, compact_manifest, ingest, read_manifest
 from components.ingest.mirror import GdeltMirror
-from tests.servers import MinioServer
+from tests.servers import MinioServer, run_minio
 
 pytestmark = pytest.mark.integration
 
@@ -176,12 +177,52 @@ def test_a_killed_backfill_resumes_to_the_same_lake(gdelt_dir: Path, minio_serve
         assert 5 <= done_before < 26, "the backfill was not interrupted midway"
         for lake in ("s3://lake-resumed/lake", "s3://lake-whole/lake"):
             subprocess.run([*command, "--lake", lake], cwd=REPO, env=_env(minio_server), check=True, timeout=300)
-    resumed_contents, whole_contents = _lake_contents(resumed), _lake_contents(_s3(minio_server, "lake-whole"))
-    assert resumed_contents["manifest"] == whole_contents["manifest"]
-    assert (
-        resumed_contents["raw"] == whole_contents["raw"]
-        and resumed_contents["quarantine"] == whole_contents["quarantine"]
-    )
-    tables, whole = resumed_contents["tables"], whole_contents["tables"]
-    assert isinstance(tables, dict) and isinstance(whole, dict) and tables.keys() == whole.keys()
-    assert all(tables[k].equals(whole[k]) for k in tables)
+    _assert_same(_lake_contents(resumed), _lake_contents(_s3(minio_server, "lake-whole")))
+
+
+def _assert_same(lake: dict[str, object], whole: dict[str, object]) -> None:
+    """The two lakes hold the same manifest entries, raw files, quarantine records and tables."""
+    assert lake["manifest"] == whole["manifest"]
+    assert lake["raw"] == whole["raw"] and lake["quarantine"] == whole["quarantine"]
+    tables, whole_tables = lake["tables"], whole["tables"]
+    assert isinstance(tables, dict) and isinstance(whole_tables, dict) and tables.keys() == whole_tables.keys()
+    assert all(tables[k].equals(whole_tables[k]) for k in tables)
+
+
+@pytest.mark.parametrize("back", ["while-the-run-retries", "after-the-run-gave-up"])
+def test_minio_killed_mid_ingest_and_started_again_ends_in_the_same_lake(
+    back: str, gdelt_dir: Path, minio_server: MinioServer, tmp_path: Path
+) -> None:
+    with GdeltMirror(gdelt_dir, latency_s=0.4) as mirror, ExitStack() as servers:
+        command = [sys.executable, "-m", "pipelines.cli", "ingest", "--source", mirror.url, "--workers", "2"]
+        whole = f"lake-whole-{back}"
+        subprocess.run([*command, "--lake", f"s3://{whole}/lake"], cwd=REPO, env=_env(minio_server), check=True)
+        total = len(_s3(minio_server, whole).keys("_manifest"))
+        own = servers.enter_context(run_minio(tmp_path))
+        lake, log = _s3(own, "lake"), tmp_path / "ingest.log"
+        # Retries that outlast MinIO's restart (1 + 2 + 4 s), or that give up while it is down.
+        waits = {
+            "DRIFTPILOT_RETRY_ATTEMPTS": "4",
+            "DRIFTPILOT_RETRY_INITIAL_S": "1" if back.startswith("while") else "0.1",
+        }
+        with log.open("wb") as out:
+            run = subprocess.Popen(
+                [*command, "--lake", "s3://lake/lake"], cwd=REPO, env={**_env(own), **waits}, stdout=out, stderr=out
+            )
+        deadline = time.monotonic() + 120
+        while (done := len(lake.keys("_manifest"))) < 5 and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.05)
+        os.kill(own.pid, signal.SIGKILL)
+        assert run.poll() is None and 5 <= done < total, "MinIO was not killed midway through the ingest"
+        if back.startswith("while"):
+            time.sleep(1.0)
+            again = servers.enter_context(run_minio(tmp_path, again=own))
+            assert run.wait(timeout=300) == 0, log.read_text()
+        else:
+            assert run.wait(timeout=300) == 2  # the CLI's exit code of a driftpilot error
+            said = log.read_text()
+            assert "Traceback (most recent call last)" not in said, said
+            assert f"object store at {own.address}" in said and "run the ingest again" in said, said
+            again = servers.enter_context(run_minio(tmp_path, again=own))
+            subprocess.run([*command, "--lake", "s3://lake/lake"], cwd=REPO, env=_env(again), check=True, timeout=300)
+        _assert_same(_lake_contents(_s3(again, "lake")), _lake_contents(_s3(minio_server, whole)))
