@@ -1,4 +1,9 @@
-"""Faults injected mid-run on the real parts: a full disk under the ledger, the monitor down, a canary killed."""
+"""Faults injected mid-run on the real parts.
+
+A full disk under the ledger, the monitor down, a canary's server killed, and the tracking server
+killed (SIGKILL, through ``tests.faults.KillingProxy``) at each step of a registration. MinIO
+killed mid-ingest is in ``test_ingest_feed.py`` beside the killed backfill.
+"""
 
 import os
 import signal
