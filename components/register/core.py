@@ -256,7 +256,6 @@ def register_model(
             or when a step still fails after its retries (nothing is left registered then).
     """
     client = _client(tracking_uri)
-    _retried(lambda: _delete_abandoned(client, model_name), f"look for abandoned versions of {model_name!r}", retry)
     if alias == CHAMPION and find_alias(tracking_uri=tracking_uri, model_name=model_name) is not None:
         raise ModelRegistryError(
             f"{model_name!r} has a champion: register as {CHALLENGER!r}; the gate promotes it (record_gate, promote)"
@@ -273,11 +272,12 @@ def register_model(
         tags[GATE_TAG] = "promote"
         tags["driftpilot.gate.reason"] = "the model's first version: no champion to compare with"
         tags.update({CHAMPION_FROM_TAG: _now(), CHAMPION_UNTIL_TAG: "", CHAMPION_VIA_TAG: "first version"})
-    run_id, model_uri, model_id = _retried(
-        lambda: _log_run(client, experiment, artifact_root, model, model_dir, training_data, metrics, tags),
-        f"log a run of {model_name!r} to {tracking_uri}",
-        retry,
-    )
+
+    def log_run() -> tuple[str, str, str]:
+        _delete_abandoned(client, model_name)  # first, what failed registrations of the model left
+        return _log_run(client, experiment, artifact_root, model, model_dir, training_data, metrics, tags)
+
+    run_id, model_uri, model_id = _retried(log_run, f"log a run of {model_name!r} to {tracking_uri}", retry)
     version = _retried(
         lambda: _create_version(client, model_name, model_uri, run_id, model_id, {**tags, PENDING_TAG: "pending"}),
         f"register a version of {model_name!r} in {tracking_uri}",
