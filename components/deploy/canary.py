@@ -239,6 +239,8 @@ class Check:
         margin: The tolerated difference.
         samples: Observations (stable, canary).
         status: ``pass``, ``fail``, ``open`` (not decided yet) or ``pending`` (too few samples).
+        leans_worse: Open with the difference itself beyond the margin: not proven worse, but
+            the evidence so far says so (a step does not end on it).
     """
 
     name: str
@@ -248,6 +250,7 @@ class Check:
     margin: float
     samples: tuple[int, int]
     status: Status
+    leans_worse: bool = False
 
 
 @dataclass(frozen=True)
@@ -350,7 +353,8 @@ def _test(name: str, estimate: Estimate, margin: float, policy: CanaryPolicy, *,
     else:
         worse, within = low > margin, high < margin
     status: Status = "fail" if worse else "pass" if within else "open"
-    return Check(name, difference, low, high, margin, samples, status)
+    leans = status == "open" and (abs(difference) if two_sided else difference) > margin
+    return Check(name, difference, low, high, margin, samples, status, leans)
 
 
 def analyse(
@@ -389,8 +393,10 @@ def judge(
     """Decide the next move of a canary at one traffic step.
 
     Rollback as soon as any check fails; rollback when the step has waited ``step_timeout_s``
-    without ``min_requests``; otherwise move on once the step has its requests (``promote``
-    after the last step) and keep waiting before that.
+    without ``min_requests``, or with a check still open that leans worse than its margin (a
+    canary whose difference is beyond the margin moves on only once its check has decided);
+    otherwise move on once the step has its requests (``promote`` after the last step) and
+    keep waiting before that.
 
     Args:
         stable: Stable's cumulative stats.
@@ -425,6 +431,18 @@ def judge(
                 f"(need {policy.min_requests}): not enough evidence to promote",
             )
         return verdict("continue", f"{step_requests}/{policy.min_requests} answered canary requests at {percent}%")
+    leaning = [c for c in checks if c.leans_worse]
+    if leaning:
+        said = "; ".join(
+            f"{c.name} canary − stable = {c.difference:+.4g} (interval {c.low:+.4g} … {c.high:+.4g}, margin "
+            f"{c.margin:.4g})"
+            for c in leaning
+        )
+        if step_seconds >= policy.step_timeout_s:
+            return verdict(
+                "rollback", f"still undecided at {percent}% after {step_seconds:.0f} s and leaning worse: {said}"
+            )
+        return verdict("continue", f"undecided and leaning worse at {percent}%, more requests wanted: {said}")
     open_checks = ", ".join(f"{c.name} ({c.status})" for c in checks if c.status != "pass") or "none"
     if percent >= policy.steps[-1]:
         return verdict("promote", f"no check failed over {canary.requests} canary requests; undecided: {open_checks}")

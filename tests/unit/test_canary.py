@@ -12,6 +12,7 @@ from components.deploy.canary import (
     LatencyWindows,
     Moments,
     VariantStats,
+    Verdict,
     analyse,
     confidence_radius,
     judge,
@@ -138,6 +139,34 @@ def test_judge_steps_promotes_waits_and_times_out() -> None:
     verdict = judge(stable, broken, windows, POLICY, percent=first, step_requests=500, step_seconds=5)
     assert verdict.action == "rollback" and "errors" in verdict.reason
     assert json.loads(json.dumps(verdict.to_dict()))["canary"]["errors"] == broken.errors
+
+
+def _noisy_latency(rng: np.random.Generator, difference: float, windows: int = 40) -> LatencyWindows:
+    """Paired windows whose differences are so spread that their interval decides nothing."""
+    noisy = LatencyWindows()
+    for value in rng.normal(difference, 3.0, windows):
+        noisy.differences.add(float(value))
+    noisy.differences.total += (difference - noisy.differences.mean) * windows  # the mean exactly
+    return noisy
+
+
+def test_an_undecided_check_that_leans_worse_holds_the_step_then_rolls_back() -> None:
+    rng = np.random.default_rng(5)
+    stable, canary, _ = _traffic(rng, 500)
+    last = POLICY.steps[-1]
+
+    def verdict(difference: float, step_seconds: float = 5.0) -> Verdict:
+        noisy = _noisy_latency(rng, difference)
+        return judge(stable, canary, noisy, POLICY, percent=last, step_requests=500, step_seconds=step_seconds)
+
+    held = verdict(0.5)  # twice as slow by the estimate, but not proven (the interval is wide)
+    latency = {c.name: c for c in held.checks}["latency"]
+    assert latency.status == "open" and latency.leans_worse and held.action == "continue", held
+    timed_out = verdict(0.5, step_seconds=POLICY.step_timeout_s)
+    assert timed_out.action == "rollback" and "leaning worse" in timed_out.reason and "latency" in timed_out.reason
+    within = verdict(0.05)  # as undecided, but its estimate is within the margin: the step ends
+    latency = {c.name: c for c in within.checks}["latency"]
+    assert latency.status == "open" and not latency.leans_worse and within.action == "promote", within
 
 
 def _loaded_canary(rng: np.random.Generator, slower: float) -> tuple[VariantStats, VariantStats, LatencyWindows]:
