@@ -200,11 +200,11 @@ def test_minio_killed_mid_ingest_and_started_again_ends_in_the_same_lake(
         total = len(_s3(minio_server, whole).keys("_manifest"))
         own = servers.enter_context(run_minio(tmp_path))
         lake, log = _s3(own, "lake"), tmp_path / "ingest.log"
-        # Retries that outlast MinIO's restart (1 + 2 + 4 s), or that give up while it is down.
-        waits = {
-            "DRIFTPILOT_RETRY_ATTEMPTS": "4",
-            "DRIFTPILOT_RETRY_INITIAL_S": "1" if back.startswith("while") else "0.1",
-        }
+        # Retries that outlast MinIO's restart on a busy machine (1 + 2 + 4 + 8 + 15 + 15 + 15 s), or
+        # that give up while it is down (0.1 + 0.2 + 0.4 s).
+        waits = {"DRIFTPILOT_RETRY_ATTEMPTS": "8", "DRIFTPILOT_RETRY_INITIAL_S": "1"}
+        if not back.startswith("while"):
+            waits = {"DRIFTPILOT_RETRY_ATTEMPTS": "4", "DRIFTPILOT_RETRY_INITIAL_S": "0.1"}
         with log.open("wb") as out:
             run = subprocess.Popen(
                 [*command, "--lake", "s3://lake/lake"], cwd=REPO, env={**_env(own), **waits}, stdout=out, stderr=out
