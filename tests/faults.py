@@ -36,6 +36,7 @@ class KillingProxy:
         requests: ``METHOD path`` of every request received, in order.
         killed_at: The request at which the server was killed ('' until then).
         url: The proxy's URL (set once it listens).
+        killed: Set while the server is down (from the kill to ``restart``).
     """
 
     upstream: str
