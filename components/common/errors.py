@@ -35,5 +35,9 @@ class ServingError(DriftpilotError):
     """A model server could not be started, reached or stopped."""
 
 
-class StoreError(DriftpilotError):
-    """The lake's object store could not be reached, even after retries."""
+class StoreError(DriftpilotError, OSError):
+    """The lake's object store could not be reached, even after retries.
+
+    An ``OSError`` too, as the filesystem's own errors are: code that keeps its rows when the lake
+    cannot be written (the monitor's flush) handles it as it did before the retries.
+    """

@@ -22,6 +22,7 @@ def test_a_call_that_keeps_failing_ends_in_one_error_naming_it_its_attempts_and_
     assert len(calls) == 3
     # A Dask worker sends the error back pickled: it must not drag tenacity's state along.
     assert str(loads(dumps(caught.value))) == str(caught.value)
+    assert isinstance(caught.value, OSError)  # what the monitor's flush keeps its rows on
 
 
 def test_a_failure_that_is_not_transient_is_raised_at_once() -> None:
