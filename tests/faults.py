@@ -18,11 +18,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 from urllib.parse import urlsplit
 
+from components.deploy.splitter import _HOP_HEADERS
+
 When = Literal["before", "after"]
 Rule = Callable[[str, str], When | None]
 """Given a request's method and path: kill the server ``before`` forwarding it, ``after``, or not (None)."""
-
-_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "host"})
 
 
 @dataclass
@@ -76,7 +76,7 @@ class KillingProxy:
             response = connection.getresponse()
             answer = (
                 response.status,
-                [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP],
+                [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP_HEADERS],
                 response.read(),
             )
         except (OSError, http.client.HTTPException):
@@ -105,7 +105,7 @@ def _handler(proxy: KillingProxy) -> type[BaseHTTPRequestHandler]:
 
         def _forward(self) -> None:
             body = self._body()
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
             answer = proxy.handle(self.command, self.path, headers, body)
             if answer is None:
                 self.close_connection = True

@@ -380,6 +380,14 @@ def analyse(
     )
 
 
+def _said(checks: list[Check]) -> str:
+    """The checks' differences with their intervals and margins, for a verdict's reason."""
+    return "; ".join(
+        f"{c.name} canary − stable = {c.difference:+.4g} (interval {c.low:+.4g} … {c.high:+.4g}, margin {c.margin:.4g})"
+        for c in checks
+    )
+
+
 def judge(
     stable: VariantStats,
     canary: VariantStats,
@@ -417,12 +425,7 @@ def judge(
 
     failed = [c for c in checks if c.status == "fail"]
     if failed:
-        said = "; ".join(
-            f"{c.name} canary − stable = {c.difference:+.4g} "
-            f"(interval {c.low:+.4g} … {c.high:+.4g}, margin {c.margin:.4g})"
-            for c in failed
-        )
-        return verdict("rollback", f"canary v{canary.version} is worse than v{stable.version}: {said}")
+        return verdict("rollback", f"canary v{canary.version} is worse than v{stable.version}: {_said(failed)}")
     if step_requests < policy.min_requests:
         if step_seconds >= policy.step_timeout_s:
             return verdict(
@@ -433,11 +436,7 @@ def judge(
         return verdict("continue", f"{step_requests}/{policy.min_requests} answered canary requests at {percent}%")
     leaning = [c for c in checks if c.leans_worse]
     if leaning:
-        said = "; ".join(
-            f"{c.name} canary − stable = {c.difference:+.4g} (interval {c.low:+.4g} … {c.high:+.4g}, margin "
-            f"{c.margin:.4g})"
-            for c in leaning
-        )
+        said = _said(leaning)
         if step_seconds >= policy.step_timeout_s:
             return verdict(
                 "rollback", f"still undecided at {percent}% after {step_seconds:.0f} s and leaning worse: {said}"
