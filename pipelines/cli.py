@@ -68,7 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     drift.add_argument("--out", required=True, type=Path, help="output folder")
     drift.add_argument("--fdr-q", type=float, default=0.05, help="false-discovery rate across features (0.05)")
     drift.add_argument("--drift-share", type=float, default=0.25, help="share of drifted features for DRIFT (0.25)")
-    drift.add_argument("--evidently", action="store_true", help="write Evidently's report as report.html (sampled)")
+    drift.add_argument(
+        "--evidently",
+        action="store_true",
+        help="also write Evidently's report (sampled) as evidently.html beside report.html",
+    )
     mirror = commands.add_parser("gdelt-mirror", help="serve local export files as a GDELT feed on 127.0.0.1")
     mirror.add_argument("--data", required=True, type=Path, help="folder of export files (or with a gdelt/ folder)")
     mirror.add_argument("--port", type=int, default=0, help="port (default: a free one)")

@@ -3,11 +3,13 @@
 Outputs in the chosen folder:
 
 - ``report.json`` — the typed report: ``dataset_drift``, ``features`` (name → test, statistic,
-  p_value, p_adjusted, effect, drifted, psi, detail), the label's test under
+  p_value, p_adjusted, effect, drifted, psi, detail, histogram), the label's test under
   ``sections.target`` when a target is named, and the inputs' provenance under ``sections.inputs``;
 - ``profile.json`` — the reference's profile, to pass as ``--reference`` next time (a window is
   then compared without reading the reference again);
-- ``report.html`` — the per-feature table, or Evidently's report (sampled) when asked for;
+- ``report.html`` — the page a person reads: the headline, each drifted feature's reference and
+  window distributions with the test's numbers, the label, every feature's test
+  (``components.drift.page``); ``evidently.html`` beside it when Evidently's report is asked for;
 - ``quarantine/<reference|current>.jsonl`` — rows a GDELT export's parser rejected, with reasons.
 """
 
@@ -26,11 +28,10 @@ from components.drift.core import (
     DriftReport,
     compare,
     profile_features,
-    render_evidently_report,
-    render_table_html,
     summarize_window,
     task_frame,
     task_groups,
+    write_report_pages,
 )
 from components.drift.inputs import InputTable, infer_roles, read_input, target_is_discrete
 from components.drift.profile import PROFILE_FILE, Profile
@@ -102,7 +103,7 @@ def run_drift_command(
         target: A label column, tested for a prior shift apart from the features.
         task: A built-in task name or task YAML whose features are compared (default: every
             column by its type; for GDELT exports, the ``gdelt-tone`` task).
-        evidently: Render Evidently's report (sampled) as ``report.html`` instead of the table.
+        evidently: Also render Evidently's report (sampled) as ``evidently.html``, linked from ``report.html``.
         config: Thresholds.
 
     Returns:
@@ -154,15 +155,10 @@ def run_drift_command(
         "quarantined_rows": quarantined,
     }
     write_json(report.to_dict(), out_dir / "report.json")
-    html_path = out_dir / "report.html"
-    if evidently:
-        render_evidently_report(
-            reference_features.frame,
-            window.frame,
-            html_path,
-            numeric=reference_features.numeric,
-            categorical=reference_features.categorical,
-        )
-    else:
-        html_path.write_text(render_table_html(report), encoding="utf-8")
+    sides = (
+        (reference_features.frame, window.frame, reference_features.numeric, reference_features.categorical)
+        if evidently
+        else None
+    )
+    write_report_pages(report, out_dir / "report.html", evidently=sides)
     return report

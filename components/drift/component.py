@@ -20,6 +20,7 @@ def detect_data_drift(
     multivariate: bool,
     report: Output[Artifact],
     html: Output[HTML],
+    evidently_report: Output[HTML],
     metrics: Output[Metrics],
 ) -> NamedTuple(
     "Drift", [("dataset_drift", bool), ("drifted_features", int), ("total_features", int), ("summary", str)]
@@ -33,11 +34,13 @@ def detect_data_drift(
         task: Built-in task name or task YAML path.
         fdr_q: False-discovery rate across the feature tests (Benjamini–Hochberg).
         drift_share: Share of drifted features that makes the dataset drifted.
-        evidently: When to render Evidently's HTML report (sampled): ``always``, ``on-drift``
-            or ``never``; otherwise the HTML artifact is the table of per-feature tests.
+        evidently: When to render Evidently's HTML report (sampled) as ``evidently_report``:
+            ``always``, ``on-drift`` or ``never``.
         multivariate: Also run the domain-classifier test (about a second).
         report: The JSON drift report the decision reads.
-        html: Evidently's data drift report, or the per-feature table.
+        html: The report's page: headline, each drifted feature's two distributions, the label,
+            the model and the features together, every feature's test.
+        evidently_report: Evidently's data drift report, or a line saying it was not rendered.
         metrics: Drift share and per-feature effects.
 
     Returns:
@@ -57,6 +60,7 @@ def detect_data_drift(
         config=DriftConfig(fdr_q=fdr_q, drift_share=drift_share),
         model_dir=Path(model.path),
         multivariate=multivariate,
+        evidently_path=Path(evidently_report.path),
     )
     metrics.log_metric("drift_share", result.drift_share)
     for feature in result.features:

@@ -10,7 +10,6 @@ drifted features reaches ``drift_share``. The label's prior is tested the same w
 apart: it is not a model input.
 """
 
-import html
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -23,7 +22,10 @@ from scipy import stats
 from components.common.errors import ConfigError
 from components.common.storage import read_table, write_json
 from components.common.task import TaskSpec, load_task
+from components.drift.page import render_report_html
 from components.drift.profile import (
+    MISSING,
+    OTHER,
     PROFILE_FILE,
     Profile,
     WindowSummary,
@@ -45,10 +47,10 @@ __all__ = [
     "profile_features",
     "profile_task",
     "render_evidently_report",
-    "render_table_html",
     "summarize_window",
     "task_frame",
     "task_groups",
+    "write_report_pages",
 ]
 
 LABEL = "__label__"
@@ -100,6 +102,7 @@ class FeatureDrift:
         drifted: Significant after FDR control and at or above the effect floor.
         psi: Population stability index on the reference's deciles (numeric; NaN otherwise).
         detail: Distances, noise, medians, largest movers, unseen categories, for people.
+        histogram: The reference's and the window's distributions side by side (see ``ColumnTest``).
     """
 
     feature: str
@@ -113,6 +116,25 @@ class FeatureDrift:
     drifted: bool
     psi: float = math.nan
     detail: dict[str, float] = field(default_factory=dict)
+    histogram: dict[str, list[Any]] = field(default_factory=dict)
+
+    def words(self) -> str:
+        """What moved, for people: ``NumArticles +1.9 IQR (median 1 → 3)`` or ``EventRootCode JS 0.21 (14 +12 pts)``."""
+        if self.kind == "numeric":
+            shift = self.detail.get("mean_shift_iqr", 0.0)
+            sign = "+" if shift > 0 else "−" if shift < 0 else ""
+            line = f"{self.feature} {sign}{self.effect:.2g} IQR"
+            before, after = self.detail.get("reference_median"), self.detail.get("current_median")
+            if before is not None and after is not None and before != after:
+                line += f" (median {before:.4g} → {after:.4g})"
+            return line
+        changes = {k[len("share_change[") : -1]: v for k, v in self.detail.items() if k.startswith("share_change[")}
+        line = f"{self.feature} JS {self.effect:.2f}"
+        if changes:
+            category, change = max(changes.items(), key=lambda item: abs(item[1]))
+            shown = {OTHER: "rare or new", MISSING: "missing"}.get(category, category)
+            line += f" ({shown} {change * 100:+.0f} pts)"
+        return line
 
 
 @dataclass(frozen=True)
@@ -166,22 +188,39 @@ class DriftReport:
             out["multivariate.auc"] = float(self.sections["multivariate"]["auc"])
         return out
 
-    def summary(self) -> str:
-        """One line for people: verdict, drifted features, the label prior and the other sections."""
+    def headline(self) -> str:
+        """What moved and what the dataset rule concluded.
+
+        E.g. ``1 of 9 features drifted: NumArticles +1.9 IQR (median 1 → 3); dataset verdict: no drift
+        (11% of the features, below the 25% drift share)``.
+        """
+        drifted = sorted((f for f in self.features if f.drifted), key=lambda f: -f.effect)
+        line = f"{len(drifted)} of {len(self.features)} features drifted"
+        if drifted:
+            line += ": " + ", ".join(f.words() for f in drifted[:3])
+            line += f" and {len(drifted) - 3} more" if len(drifted) > 3 else ""
+        side = "at or above" if self.dataset_drift else "below"
         verdict = "DRIFT" if self.dataset_drift else "no drift"
-        top = sorted((f for f in self.features if f.drifted), key=lambda f: -f.effect)[:3]
-        names = ", ".join(f"{f.feature}({f.effect:.2f})" for f in top) or "none"
-        line = f"{verdict}: {len(self.drifted_features)}/{len(self.features)} features [{names}]"
+        return (
+            f"{line}; dataset verdict: {verdict} ({self.drift_share:.0%} of the features, {side} the "
+            f"{self.config.drift_share:.0%} drift share)"
+        )
+
+    def summary(self) -> str:
+        """One line for people: the headline, the label's prior, the model and the features taken together."""
+        line = self.headline()
         if not math.isnan(self.label_reference_rate):
-            line += f"; label rate {self.label_reference_rate:.1%}→{self.label_current_rate:.1%}"
+            line += f"; label rate {self.label_reference_rate:.1%} → {self.label_current_rate:.1%}"
         model = self.sections.get("model", {})
         if "estimated" in model:
             view = "realised" if model.get("realised") else "estimated"
             drop = model[view]["drop"]
-            line += f"; {view} AUC drop {drop:+.3f}{' (DROP)' if model['predicted_drop'] else ''}"
+            acted = "a drop to act on" if model["predicted_drop"] else "within noise"
+            line += f"; model: {view} AUC drop {drop:+.3f} ({acted})"
         if "auc" in self.sections.get("multivariate", {}):
             multivariate = self.sections["multivariate"]
-            line += f"; domain AUC {multivariate['auc']:.2f}{' (DRIFT)' if multivariate['drifted'] else ''}"
+            told = "the features moved together" if multivariate["drifted"] else "not told apart"
+            line += f"; domain classifier AUC {multivariate['auc']:.2f} ({told})"
         return line
 
 
@@ -266,7 +305,18 @@ def compare(profile: Profile, window: WindowSummary, config: DriftConfig = Drift
 
 def _feature(name: str, t: ColumnTest, p_adjusted: float, drifted: bool) -> FeatureDrift:
     return FeatureDrift(
-        name, t.kind, t.test, t.statistic, t.p_value, p_adjusted, t.effect, t.effect_name, drifted, t.psi, t.detail
+        name,
+        t.kind,
+        t.test,
+        t.statistic,
+        t.p_value,
+        p_adjusted,
+        t.effect,
+        t.effect_name,
+        drifted,
+        t.psi,
+        t.detail,
+        t.histogram,
     )
 
 
@@ -438,23 +488,24 @@ def detect_drift_files(
     config: DriftConfig = DriftConfig(),
     model_dir: Path | None = None,
     multivariate: bool = False,
+    evidently_path: Path | None = None,
 ) -> DriftReport:
-    """Compare a batch table with a reference table; write the JSON report and an HTML report.
+    """Compare a batch table with a reference table; write the JSON report and the HTML pages.
 
     Args:
         reference_path: Reference rows (Parquet): the champion's training sample.
         batch_path: Batch rows (Parquet).
         task_name: Built-in task name or task YAML path.
         report_path: Where the JSON report is written.
-        html_path: Where the HTML report is written: Evidently's data drift report, or the table
-            of per-feature tests when Evidently is not rendered.
-        evidently: ``always``, ``on-drift`` (only when the dataset drifted: it costs seconds) or
-            ``never``.
+        html_path: Where the report's page is written (``components.drift.page``).
+        evidently: When Evidently's data drift report is rendered besides: ``always``, ``on-drift``
+            (only when the dataset drifted: it costs seconds) or ``never``.
         config: Thresholds.
         model_dir: The champion (``TrainedModel`` folder): its stored profile, when it has one,
             is the reference of the data-drift tests; adds model drift (``sections.model``),
             calibrated on the reference rows the champion held out of training.
         multivariate: Adds the domain-classifier test (``sections.multivariate``).
+        evidently_path: Where Evidently's report goes (see ``write_report_pages``).
 
     Returns:
         The drift report.
@@ -493,11 +544,9 @@ def detect_drift_files(
         )
         report.sections["multivariate"] = result.to_dict()
     write_json(report.to_dict(), report_path)
-    if evidently == "always" or (evidently == "on-drift" and report.dataset_drift):
-        render_evidently_report(reference, batch, html_path, numeric=numeric, categorical=categorical)
-    else:
-        html_path.parent.mkdir(parents=True, exist_ok=True)
-        html_path.write_text(render_table_html(report), encoding="utf-8")
+    rendered = evidently == "always" or (evidently == "on-drift" and report.dataset_drift)
+    shown = (reference, batch, numeric, categorical) if rendered else None
+    write_report_pages(report, html_path, evidently=shown, evidently_path=evidently_path)
     return report
 
 
@@ -523,19 +572,36 @@ def _model_section(model_dir: Path, reference: pd.DataFrame, batch: pd.DataFrame
     return result.to_dict()
 
 
-def render_table_html(report: DriftReport) -> str:
-    """Return a small self-contained HTML page with the per-feature tests of a report."""
-    rows = "".join(
-        f"<tr{' class=d' if f.drifted else ''}><td>{html.escape(f.feature)}</td><td>{f.test}</td>"
-        f"<td>{f.p_adjusted:.2g}</td><td>{f.effect:.3f}</td><td>{'yes' if f.drifted else 'no'}</td></tr>"
-        for f in report.features
-    )
-    return (
-        "<!doctype html><meta charset=utf-8><title>driftpilot drift report</title>"
-        "<style>body{font:14px sans-serif}td,th{padding:2px 8px}.d{background:#fdd}</style>"
-        f"<h1>{html.escape(report.summary())}</h1>"
-        f"<p>{report.current_rows} rows against {report.reference_rows} reference rows; "
-        f"Benjamini–Hochberg q={report.config.fdr_q}.</p>"
-        "<table><tr><th>feature</th><th>test</th><th>adjusted p</th><th>effect</th><th>drifted</th></tr>"
-        f"{rows}</table>"
-    )
+def write_report_pages(
+    report: DriftReport,
+    html_path: Path,
+    *,
+    evidently: tuple[pd.DataFrame, pd.DataFrame, list[str], list[str]] | None = None,
+    evidently_path: Path | None = None,
+) -> None:
+    """Write the report's page, and Evidently's report of the same rows when asked for, linked from it.
+
+    Args:
+        report: The report.
+        html_path: The page (``render_report_html``).
+        evidently: Reference and window features with their numeric and categorical columns, to
+            render Evidently's report (sampled) from; None: not rendered.
+        evidently_path: Where Evidently's report goes (default: ``evidently.html`` beside the page);
+            when it is not rendered, a line there says so.
+    """
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    target = evidently_path or html_path.with_name("evidently.html")
+    extra = ""
+    if evidently is not None:
+        reference, current, numeric, categorical = evidently
+        render_evidently_report(reference, current, target, numeric=numeric, categorical=categorical)
+        where = f'<a href="{target.name}">{target.name}</a>' if evidently_path is None else "its own HTML artifact"
+        extra = f"<p>Evidently's data drift report of these rows (sampled): {where}.</p>"
+    elif evidently_path is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(
+            "<!doctype html><meta charset=utf-8><p>Evidently's report was not rendered for this batch (it is "
+            "rendered when the dataset drifted, or always when asked for).</p>",
+            encoding="utf-8",
+        )
+    html_path.write_text(render_report_html(report, extra=extra), encoding="utf-8")

@@ -27,6 +27,7 @@ huge windows from flagging negligible shifts.
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -41,10 +42,81 @@ from components.drift.profile import (
     NumericProfile,
 )
 
-__all__ = ["ColumnTest", "compare_categorical", "compare_numeric"]
+__all__ = ["ColumnTest", "categorical_histogram", "compare_categorical", "compare_numeric", "numeric_histogram"]
 
 _NOISE_DRAWS = 7
 _PSI_EPSILON = 1e-4
+_PICTURED_CATEGORIES = 10
+
+
+def _number(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def numeric_histogram(profile: NumericProfile, counts: NumericCounts) -> dict[str, list[Any]]:
+    """Both sides' shares in the reference's decile bins, the window's values outside its range, and missing.
+
+    The bins are the PSI's (about a tenth of the reference each), so a flat reference and a
+    lopsided window is what a shift looks like; values below or above every reference value get a
+    bin of their own (the reference has none there).
+    """
+    cuts = sorted({*(int(i) for i in profile.psi_edges), len(profile.edges) - 1})
+    edges = profile.edges
+    rows = max(counts.rows, 1)
+    window_cdf = counts.at_or_below / rows
+    reference_cdf = profile.cdf
+    labels, reference, current = [f"< {_number(edges[0])}"], [0.0], [counts.below_rows / rows]
+    previous = None
+    for cut in cuts:
+        if previous is None:
+            labels.append(f"≤ {_number(edges[cut])}")
+            reference.append(float(reference_cdf[cut]))
+            current.append(float(window_cdf[cut]) - counts.below_rows / rows)
+        else:
+            labels.append(f"{_number(edges[previous])} – {_number(edges[cut])}")
+            reference.append(float(reference_cdf[cut] - reference_cdf[previous]))
+            current.append(float(window_cdf[cut] - window_cdf[previous]))
+        previous = cut
+    labels.append(f"> {_number(edges[-1])}")
+    reference.append(0.0)
+    current.append(float(1.0 - window_cdf[-1]) if counts.rows else 0.0)
+    present = (profile.rows + profile.missing, counts.rows + counts.missing)
+    reference = [share * profile.rows / max(present[0], 1) for share in reference]
+    current = [share * counts.rows / max(present[1], 1) for share in current]
+    labels.append("missing")
+    reference.append(profile.missing / max(present[0], 1))
+    current.append(counts.missing / max(present[1], 1))
+    keep = [i for i, (r, c) in enumerate(zip(reference, current, strict=True)) if r > 0 or c > 0]
+    return {
+        "bins": [labels[i] for i in keep],
+        "reference": [round(reference[i], 5) for i in keep],
+        "current": [round(current[i], 5) for i in keep],
+    }
+
+
+def categorical_histogram(profile: CategoricalProfile, counts: CategoricalCounts) -> dict[str, list[Any]]:
+    """Both sides' shares of the categories that weigh most on either side, the rest pooled."""
+    reference = profile.counts / max(profile.counts.sum(), 1)
+    current = counts.counts / max(counts.counts.sum(), 1)
+    names = {OTHER: "rare or new", MISSING: "missing"}
+    order = [int(i) for i in np.argsort(-np.maximum(reference, current), kind="stable")]
+    shown = [i for i in order if profile.categories[i] not in names][:_PICTURED_CATEGORIES]
+    rest = [i for i in range(len(profile.categories)) if i not in shown]
+    bins = [profile.categories[i] for i in shown]
+    shares = [(float(reference[i]), float(current[i])) for i in shown]
+    pooled = [i for i in rest if profile.categories[i] not in names]
+    if pooled:
+        bins.append(f"{len(pooled)} other categories")
+        shares.append((float(reference[pooled].sum()), float(current[pooled].sum())))
+    for i in rest:
+        if profile.categories[i] in names and (reference[i] > 0 or current[i] > 0):
+            bins.append(names[profile.categories[i]])
+            shares.append((float(reference[i]), float(current[i])))
+    return {
+        "bins": bins,
+        "reference": [round(r, 5) for r, _ in shares],
+        "current": [round(c, 5) for _, c in shares],
+    }
 
 
 @dataclass(frozen=True)
@@ -60,6 +132,8 @@ class ColumnTest:
         effect_name: ``wasserstein_iqr`` or ``jensen_shannon``.
         psi: Population stability index on reference deciles (numeric; NaN for categorical).
         detail: Distances, noise, medians and largest movers, for people.
+        histogram: The two distributions side by side, for a picture: ``bins`` (labels),
+            ``reference`` and ``current`` (shares of each side's rows, missing included).
     """
 
     kind: str
@@ -70,6 +144,7 @@ class ColumnTest:
     effect_name: str
     psi: float
     detail: dict[str, float] = field(default_factory=dict)
+    histogram: dict[str, list[Any]] = field(default_factory=dict)
 
 
 def _no_test(kind: str) -> ColumnTest:
@@ -148,8 +223,21 @@ def compare_numeric(
         "current_outside_reference_range": below + above,
         "current_missing": counts.missing / max(counts.rows + counts.missing, 1),
         "reference_missing": profile.missing / max(profile.rows + profile.missing, 1),
+        "mean_shift_iqr": _mean_shift(profile, counts),
     }
-    return ColumnTest("numeric", "ks", statistic, p_value, max(0.0, observed - noise), "wasserstein_iqr", psi, detail)
+    effect = max(0.0, observed - noise)
+    histogram = numeric_histogram(profile, counts)
+    return ColumnTest("numeric", "ks", statistic, p_value, effect, "wasserstein_iqr", psi, detail, histogram)
+
+
+def _mean_shift(profile: NumericProfile, counts: NumericCounts) -> float:
+    """The window's mean less the reference's, in reference IQRs (the direction of a shift)."""
+    edges = profile.edges
+    reference_mean = edges[-1] - profile.lower_partial_mean[-1]  # every reference value is at most edges[-1]
+    above = counts.rows - counts.at_or_below[-1]
+    offsets = counts.sum_at_or_below[-1] + counts.above_mass + above * (edges[-1] - edges[0])
+    window_mean = edges[0] + offsets / counts.rows
+    return float((window_mean - reference_mean) / profile.scale)
 
 
 def compare_categorical(
@@ -197,4 +285,5 @@ def compare_categorical(
     detail["vanished_categories"] = float(len([c for c in vanished if c not in (OTHER, MISSING)]))
     detail |= {f"unseen[{name}]": float(count) for name, count in counts.unseen.items()}
     effect = max(0.0, observed - noise)
-    return ColumnTest("categorical", "chi2", statistic, p_value, effect, "jensen_shannon", float("nan"), detail)
+    histogram = categorical_histogram(profile, counts)
+    return ColumnTest("categorical", "chi2", statistic, p_value, effect, "jensen_shannon", math.nan, detail, histogram)

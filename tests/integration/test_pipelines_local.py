@@ -129,7 +129,9 @@ def test_training_then_drift_response_on_real_batches(
     after = read_serving(settings.serving_dir)
     assert after is not None and after.routes.stable.version == now.version and after.routes.canary is None
     pages = [p.read_text() for p in settings.pipeline_root.rglob("detect-data-drift/html")]
-    assert any("Drifted Columns" in page for page in pages)  # Evidently's report, asked for always
+    assert pages and all("features drifted" in page and "<svg" in page for page in pages)  # the report's page
+    evidently = [p.read_text() for p in settings.pipeline_root.rglob("detect-data-drift/evidently_report")]
+    assert len(evidently) == len(pages) and all("Drifted Columns" in page for page in evidently)  # asked for always
     for path in settings.pipeline_root.rglob("detect-data-drift/report"):
         sections = json.loads(path.read_text())["sections"]
         assert sections["model"]["rows"]["current"] > 1000 and "estimated" in sections["model"]

@@ -66,18 +66,22 @@ def test_effect_floor_stops_trivial_significant_shifts(reference, task) -> None:
     assert "GoldsteinScale" not in report.drifted_features
 
 
-def test_files_write_json_and_table_html_without_drift(reference, task, tmp_path: Path) -> None:
+def test_files_write_json_and_the_page_without_drift(reference, task, tmp_path: Path) -> None:
     report = _drift_files(reference, reference.sample(n=1000, random_state=0), tmp_path, "on-drift")
     assert not report.dataset_drift
     page = (tmp_path / "r.html").read_text()
-    assert "<table>" in page and "Drifted Columns" not in page
+    assert "<table>" in page and "Drifted Columns" not in page and "evidently.html" not in page
+    assert "No feature drifted; the largest effects" in page and page.count("<svg") == 3
+    assert not (tmp_path / "evidently.html").exists()
     assert '"dataset_drift": false' in (tmp_path / "r.json").read_text()
 
 
-def test_evidently_report_is_rendered_when_asked(reference, task, validated, tmp_path: Path) -> None:
+def test_evidently_report_is_rendered_beside_the_page_when_asked(reference, task, validated, tmp_path: Path) -> None:
     _drift_files(reference, validated("20241022140000"), tmp_path, "always")
+    evidently = (tmp_path / "evidently.html").read_text()
+    assert "Drifted Columns" in evidently and len(evidently) > 100_000  # Evidently's self-contained report
     page = (tmp_path / "r.html").read_text()
-    assert "Drifted Columns" in page and len(page) > 100_000  # Evidently's self-contained report
+    assert '<a href="evidently.html">' in page and "Drifted Columns" not in page
 
 
 def test_the_drift_stage_compares_with_the_profile_stored_at_training(reference, validated, tmp_path: Path) -> None:
