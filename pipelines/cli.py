@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from components.common.errors import ConfigError, DriftpilotError
+from pipelines.runlog import library_output_to, terminal
 
 __all__ = ["compile_pipelines", "main"]
 
@@ -35,6 +36,12 @@ def compile_pipelines(out_dir: Path) -> list[Path]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="driftpilot", description="Autonomous MLOps loop on Kubeflow.")
+    parser.add_argument(
+        "--log",
+        type=Path,
+        help="where libraries' warnings, log records and progress bars go (env DRIFTPILOT_LOG; default "
+        "<home>/logs/driftpilot.log, home being DRIFTPILOT_HOME or .driftpilot); the command's own lines are printed",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     comp = commands.add_parser("compile", help="compile the pipelines to KFP YAML")
     comp.add_argument("--out", type=Path, default=Path("dist/pipelines"), help="output folder")
@@ -300,7 +307,7 @@ def _coordinate(args: argparse.Namespace) -> int:
         except Exception as error:  # the KFP API or the lake is down: the alarm stays unseen, the next poll retries
             if args.once:
                 raise
-            print(f"poll failed, retrying in {args.interval:g} s: {type(error).__name__}: {error}", file=sys.stderr)
+            print(f"poll failed, retrying in {args.interval:g} s: {type(error).__name__}: {error}", file=terminal())
             launches = []
         for launch in launches:
             print(f"{launch.incident}: run {launch.run} for {launch.model_name} (alarm {launch.alarm})", flush=True)
@@ -388,11 +395,11 @@ def _audit(args: argparse.Namespace) -> int:
         if check.ok:
             print(f"{ledger.path}: {check.entries} entries, chain intact")
             return 0
-        print(f"{ledger.path}: line {check.line}: {check.problem}", file=sys.stderr)
+        print(f"{ledger.path}: line {check.line}: {check.problem}", file=terminal())
         return 1
     story = ledger.story(args.incident)
     if not story:
-        print(f"no entries for incident {args.incident!r} in {ledger.path}", file=sys.stderr)
+        print(f"no entries for incident {args.incident!r} in {ledger.path}", file=terminal())
         return 1
     for entry in story:
         reason = entry.data.get("reason") or entry.data.get("summary") or ""
@@ -531,47 +538,63 @@ def _mirror(args: argparse.Namespace) -> None:
     mirror.serve_forever()
 
 
+def _log_path(args: argparse.Namespace) -> Path:
+    import os
+
+    given = args.log or os.environ.get("DRIFTPILOT_LOG")
+    if given:
+        return Path(given)
+    home = getattr(args, "home", None) or os.environ.get("DRIFTPILOT_HOME") or ".driftpilot"
+    return Path(home) / "logs" / "driftpilot.log"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code."""
     args = _parser().parse_args(argv)
     try:
-        if args.command == "compile":
-            for path in compile_pipelines(args.out):
-                print(path)
-        elif args.command == "demo":
-            from pipelines.demo import DemoOptions, run_demo
-            from pipelines.settings import Settings
-
-            settings = Settings.from_env(home=args.home, data_dir=args.data_dir)
-            run_demo(settings, DemoOptions(args.train_batches, args.max_replay, args.keep_serving, args.drill))
-        elif args.command == "ingest":
-            result = _ingest(args)
-            return 1 if result["failed"] else 0
-        elif args.command == "drift":
-            return _drift(args)
-        elif args.command == "gdelt-mirror":
-            _mirror(args)
-        elif args.command == "kfp-deploy":
-            _kfp_deploy(args)
-        elif args.command == "rollback":
-            _rollback(args)
-        elif args.command == "audit":
-            return _audit(args)
-        elif args.command in ("approve", "reject", "approvals"):
-            return _approvals(args)
-        elif args.command == "backtest":
-            return _backtest(args)
-        elif args.command == "replay":
-            return _replay(args)
-        elif args.command == "coordinate":
-            return _coordinate(args)
-        elif args.command == "scenarios":
-            return _scenarios(args)
-        elif args.command == "synth-feed":
-            return _synth_feed(args)
+        with library_output_to(_log_path(args)):
+            return _run(args)
     except DriftpilotError as exc:
         print(f"driftpilot: {exc}", file=sys.stderr)
         return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run one parsed command; return its exit code."""
+    if args.command == "compile":
+        for path in compile_pipelines(args.out):
+            print(path)
+    elif args.command == "demo":
+        from pipelines.demo import DemoOptions, run_demo
+        from pipelines.settings import Settings
+
+        settings = Settings.from_env(home=args.home, data_dir=args.data_dir)
+        run_demo(settings, DemoOptions(args.train_batches, args.max_replay, args.keep_serving, args.drill))
+    elif args.command == "ingest":
+        result = _ingest(args)
+        return 1 if result["failed"] else 0
+    elif args.command == "drift":
+        return _drift(args)
+    elif args.command == "gdelt-mirror":
+        _mirror(args)
+    elif args.command == "kfp-deploy":
+        _kfp_deploy(args)
+    elif args.command == "rollback":
+        _rollback(args)
+    elif args.command == "audit":
+        return _audit(args)
+    elif args.command in ("approve", "reject", "approvals"):
+        return _approvals(args)
+    elif args.command == "backtest":
+        return _backtest(args)
+    elif args.command == "replay":
+        return _replay(args)
+    elif args.command == "coordinate":
+        return _coordinate(args)
+    elif args.command == "scenarios":
+        return _scenarios(args)
+    elif args.command == "synth-feed":
+        return _synth_feed(args)
     return 0
 
 

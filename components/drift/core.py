@@ -133,7 +133,8 @@ class FeatureDrift:
         if changes:
             category, change = max(changes.items(), key=lambda item: abs(item[1]))
             shown = {OTHER: "rare or new", MISSING: "missing"}.get(category, category)
-            line += f" ({shown} {change * 100:+.0f} pts)"
+            points = f"{change * 100:+.0f}".replace("-", "−")
+            line += f" ({shown} {points} pts)"
         return line
 
 
