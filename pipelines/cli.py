@@ -139,6 +139,12 @@ def _parser() -> argparse.ArgumentParser:
     kfp_deploy.add_argument(
         "--state-mount", default="/var/lib/driftpilot/decisions", help="where they mount it (the state_dir parameter)"
     )
+    ui = commands.add_parser(
+        "ui", help="serve the incidents and approvals page (token: env DRIFTPILOT_UI_TOKEN, else one is printed)"
+    )
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    ui.add_argument("--port", type=int, default=8090, help="port (8090)")
+    ui.add_argument("--secure-cookie", action="store_true", help="mark the session cookie Secure (behind HTTPS)")
     rollback = commands.add_parser(
         "rollback", help="send an InferenceService's traffic back to its previous model (takes its rollout lease)"
     )
@@ -257,6 +263,28 @@ def _scenarios(args: argparse.Namespace) -> int:
         print(f"{dataset}: {part['summary']}")
     print(f"report: {args.out / 'report.html'}")
     return 0
+
+
+def _ui(args: argparse.Namespace) -> None:
+    import os
+    import secrets
+
+    import uvicorn
+
+    from components.ui.app import create_app
+    from pipelines.settings import Settings
+
+    token = os.environ.get("DRIFTPILOT_UI_TOKEN", "")
+    if not token:
+        token = secrets.token_urlsafe(24)
+        print(f"token (sign in with it to answer approvals): {token}")
+    settings = Settings.from_env()
+    try:
+        app = create_app(settings.decisions, token=token, secure_cookie=args.secure_cookie)
+    except ValueError as exc:
+        raise ConfigError(f"DRIFTPILOT_UI_TOKEN: {exc}") from exc
+    print(f"incidents and approvals of {settings.decisions.folder} on http://{args.host}:{args.port}/", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
 def _coordinate(args: argparse.Namespace) -> int:
@@ -591,6 +619,8 @@ def _run(args: argparse.Namespace) -> int:
         return _replay(args)
     elif args.command == "coordinate":
         return _coordinate(args)
+    elif args.command == "ui":
+        _ui(args)
     elif args.command == "scenarios":
         return _scenarios(args)
     elif args.command == "synth-feed":

@@ -298,6 +298,10 @@ class DecisionState:
         """The incident log: every incident's signals, one JSON line each (what ``replay`` reads)."""
         return self.folder / "incidents.jsonl"
 
+    def drift_report(self, incident: str) -> Path:
+        """Where the drift report an incident was decided on is kept (``reports/<incident>.json``)."""
+        return self.folder / "reports" / f"{incident}.json"
+
     def value_state(self, model_name: str, version: str, trained_rows: int) -> ValueState:
         """The evidence on the value of retraining kept for the model's serving version.
 
@@ -423,8 +427,9 @@ def decide_files(
         state.incidents.parent.mkdir(parents=True, exist_ok=True)
         with state.incidents.open("a", encoding="utf-8") as log:
             log.write(_canonical(signals.to_dict()) + "\n")
+        write_json(read_json(drift_path), state.drift_report(signals.incident))
     except OSError as exc:
-        raise LedgerError(f"cannot record the signals in {state.incidents}: {exc}; nothing was decided") from exc
+        raise LedgerError(f"cannot record the signals in {state.folder}: {exc}; nothing was decided") from exc
     ledger = state.ledger
     decision = respond(
         signals,

@@ -11,7 +11,7 @@ apart: it is not a model input.
 """
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +173,21 @@ class DriftReport:
         data = asdict(self)
         data["features"] = {f["feature"]: f for f in data["features"]}
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DriftReport":
+        """Read ``to_dict``'s data (unknown keys are ignored: a newer writer's)."""
+        feature_fields = {f.name for f in fields(FeatureDrift)}
+        config_fields = {f.name for f in fields(DriftConfig)}
+        known = {f.name for f in fields(cls)} - {"features", "config"}
+        return cls(
+            features=[
+                FeatureDrift(**{k: v for k, v in f.items() if k in feature_fields})
+                for f in dict(data.get("features", {})).values()
+            ],
+            config=DriftConfig(**{k: v for k, v in dict(data.get("config", {})).items() if k in config_fields}),
+            **{k: v for k, v in data.items() if k in known},
+        )
 
     def section_metrics(self) -> dict[str, float]:
         """Flat numbers of the model-drift and multivariate sections, named for a metrics exporter."""

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 __all__ = ["render_report_html"]
 
 _PICTURED_WHEN_NONE_DRIFTED = 3
-_WIDTH, _HEIGHT, _AXIS = 560, 150, 34
+_WIDTH, _HEIGHT, _AXIS, _LEFT = 560, 150, 34, 32
 _REFERENCE_COLOUR, _CURRENT_COLOUR, _DRIFTED_COLOUR = "#9aa5b1", "#3b7dd8", "#d64545"
 _STYLE = (
     "body{font:14px/1.45 system-ui,sans-serif;max-width:980px;margin:24px auto;padding:0 16px;color:#1f2933}"
@@ -35,17 +35,19 @@ def _bars(histogram: dict[str, list[Any]], drifted: bool) -> str:
     if not bins:
         return "<p class=numbers>(no distribution to show: one side has no values)</p>"
     top = max([*reference, *current, 1e-9])
-    slot = _WIDTH / len(bins)
+    slot = (_WIDTH - _LEFT) / len(bins)
     bar = max(1.0, slot * 0.38)
     colour = _DRIFTED_COLOUR if drifted else _CURRENT_COLOUR
     parts = [
         f'<svg role="img" width="{_WIDTH}" height="{_HEIGHT + _AXIS}" viewBox="0 0 {_WIDTH} {_HEIGHT + _AXIS}" '
         'xmlns="http://www.w3.org/2000/svg" font-size="10" font-family="sans-serif">',
-        f'<line x1="0" y1="{_HEIGHT}" x2="{_WIDTH}" y2="{_HEIGHT}" stroke="#cbd2d9"/>',
-        f'<text x="2" y="10" fill="#52606d">{top:.0%}</text>',
+        f'<line x1="{_LEFT}" y1="{_HEIGHT}" x2="{_WIDTH}" y2="{_HEIGHT}" stroke="#cbd2d9"/>',
+        f'<line x1="{_LEFT}" y1="0" x2="{_LEFT}" y2="{_HEIGHT}" stroke="#cbd2d9"/>',
+        f'<text x="{_LEFT - 3}" y="10" text-anchor="end" fill="#52606d">{top:.0%}</text>',
+        f'<text x="{_LEFT - 3}" y="{_HEIGHT}" text-anchor="end" fill="#52606d">0</text>',
     ]
     for i, (label, ref, cur) in enumerate(zip(bins, reference, current, strict=True)):
-        x = i * slot + slot * 0.1
+        x = _LEFT + i * slot + slot * 0.1
         for offset, share, fill, side in ((0.0, ref, _REFERENCE_COLOUR, "reference"), (bar, cur, colour, "current")):
             height = _HEIGHT * share / top
             parts.append(
@@ -54,7 +56,7 @@ def _bars(histogram: dict[str, list[Any]], drifted: bool) -> str:
             )
         text = label if len(label) <= max(4, int(slot / 6)) else label[: max(3, int(slot / 6) - 1)] + "…"
         parts.append(
-            f'<text x="{i * slot + slot / 2:.1f}" y="{_HEIGHT + 14}" text-anchor="middle" fill="#3e4c59">'
+            f'<text x="{_LEFT + i * slot + slot / 2:.1f}" y="{_HEIGHT + 14}" text-anchor="middle" fill="#3e4c59">'
             f"<title>{_escape(label)}</title>{_escape(text)}</text>"
         )
     parts.append("</svg>")

@@ -1,0 +1,1 @@
+"""The incidents and approvals page: ``driftpilot ui``, and the coordinator's Deployment in the chart."""
