@@ -4,7 +4,8 @@
 # and a Kubernetes API server with its etcd that ./scripts/ensure-k8s.sh builds the same way; they
 # install the chart with the Helm that ./scripts/ensure-helm.sh builds, into that server with the real
 # CRDs ./scripts/ensure-crds.sh gathers; the chart's MLflow server runs on a PostgreSQL server from
-# Debian's package (./scripts/ensure-postgres.sh); both images are built by ./scripts/build-images.sh
+# Debian's package (./scripts/ensure-postgres.sh); the browser tests drive the incidents page in Debian's
+# headless Chromium (./scripts/ensure-chromium.sh); both images are built by ./scripts/build-images.sh
 # on a Docker engine it starts (root on Debian) and run by the image tests. The cluster tests start a
 # real single-node cluster (tests/cluster.py) from the node parts ./scripts/ensure-node.sh builds, and
 # install the chart there on our images and the stand-ins ./scripts/build-stand-ins.sh builds; the
@@ -28,6 +29,8 @@ DRIFTPILOT_CRDS_DIR=$(./scripts/ensure-crds.sh)
 export DRIFTPILOT_CRDS_DIR
 DRIFTPILOT_POSTGRES_BIN_DIR=$(./scripts/ensure-postgres.sh)
 export DRIFTPILOT_POSTGRES_BIN_DIR
+DRIFTPILOT_CHROMEDRIVER=$(./scripts/ensure-chromium.sh)
+export DRIFTPILOT_CHROMEDRIVER
 # The node cluster's parts land beside the API server (one bin folder), and so does the KServe manager.
 ./scripts/ensure-node.sh >/dev/null
 DRIFTPILOT_KSERVE_DIR=$(./scripts/ensure-kserve.sh)

@@ -9,6 +9,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -518,3 +519,18 @@ class WebhookReceiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@contextmanager
+def run_ui(state_dir: Path, token: str, work_dir: Path, timeout: float = 120.0) -> Iterator[str]:
+    """``driftpilot ui`` over a decision state on a free port, as a person starts it; yields its URL."""
+    url = f"http://127.0.0.1:{free_port()}"
+    env = {**os.environ, "DRIFTPILOT_STATE_DIR": str(state_dir), "DRIFTPILOT_UI_TOKEN": token}
+    env["DRIFTPILOT_HOME"] = str(work_dir / "home")
+    command = [sys.executable, "-m", "pipelines.cli", "ui", "--port", url.rsplit(":", 1)[1]]
+    log = work_dir / "ui.log"
+    with _process(command, log, env) as process:
+        _wait_ok(
+            "driftpilot ui", process, log, time.monotonic() + timeout, lambda: requests.get(f"{url}/healthz", timeout=2)
+        )
+        yield url
