@@ -478,13 +478,17 @@ def test_the_coordinator_and_the_deciding_steps_share_the_decision_state(helm: P
     assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     coordinator = named(objects, "Deployment", f"{RELEASE}-driftpilot-coordinator")
     pod = coordinator["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
+    by_name = {c["name"]: c for c in pod["containers"]}
+    assert set(by_name) == {"coordinator", "ui"}
+    container = by_name["coordinator"]
     assert container["command"] == ["driftpilot", "coordinate"] and "--kfp-host" in container["args"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["decisions"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
     mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "decisions")
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["DRIFTPILOT_STATE_DIR"] == mount
+    for each in by_name.values():  # the page reads (and answers approvals in) the same state
+        env = {e["name"]: e.get("value") for e in each["env"]}
+        assert env["DRIFTPILOT_STATE_DIR"] == mount
+        assert mount == next(m["mountPath"] for m in each["volumeMounts"] if m["name"] == "decisions")
     (job,) = [j for j in of_kind(objects, "Job") if j["metadata"]["name"].endswith("kfp-deploy")]
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     flags = dict(zip(args[::2], args[1::2], strict=True))
@@ -493,3 +497,47 @@ def test_the_coordinator_and_the_deciding_steps_share_the_decision_state(helm: P
     assert params["state_dir"] == mount
     service = named(objects, "Service", f"{RELEASE}-driftpilot-coordinator")
     assert service["spec"]["selector"] == coordinator["spec"]["selector"]["matchLabels"]
+
+
+@pytest.mark.parametrize("allowed", ["", "ingress-nginx"])
+def test_the_incidents_page_runs_beside_the_coordinator_with_its_token_in_a_secret(
+    helm: Path, tmp_path: Path, allowed: str
+) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"coordinator": {"ui": {"allowedNamespace": allowed}}}))
+    done = run_helm(helm, "template", RELEASE, str(CHART), *render_args(values))
+    assert done.returncode == 0, done.stderr
+    objects = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    pod = named(objects, "Deployment", f"{RELEASE}-driftpilot-coordinator")["spec"]["template"]["spec"]
+    ui = next(c for c in pod["containers"] if c["name"] == "ui")
+    assert ui["command"] == ["driftpilot", "ui"] and ui["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    (token,) = [e for e in ui["env"] if e["name"] == "DRIFTPILOT_UI_TOKEN"]
+    secret = named(objects, "Secret", token["valueFrom"]["secretKeyRef"]["name"])
+    assert len(base64.b64decode(secret["data"]["token"])) >= 32  # long enough for create_app
+    service = named(objects, "Service", f"{RELEASE}-driftpilot-coordinator")
+    assert {"name": "ui", "port": 8090, "targetPort": "ui", "protocol": "TCP"} in service["spec"]["ports"]
+    policy = named(objects, "NetworkPolicy", f"{RELEASE}-driftpilot-coordinator")["spec"]
+    reach = [rule for rule in policy.get("ingress", []) if rule["ports"] == [{"port": "ui", "protocol": "TCP"}]]
+    if allowed:
+        (rule,) = reach
+        assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": allowed}}}]
+    else:
+        assert reach == []  # port-forwarding only
+
+
+def test_the_incidents_page_can_be_left_out_or_given_a_token_of_ones_own(helm: Path, tmp_path: Path) -> None:
+    for ui, secrets in (({"enabled": False}, set()), ({"existingSecret": "my-ui-token"}, {"my-ui-token"})):
+        values = tmp_path / "values.yaml"
+        values.write_text(yaml.safe_dump({"coordinator": {"ui": ui}}))
+        done = run_helm(helm, "template", RELEASE, str(CHART), *render_args(values))
+        assert done.returncode == 0, done.stderr
+        objects = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+        pod = named(objects, "Deployment", f"{RELEASE}-driftpilot-coordinator")["spec"]["template"]["spec"]
+        refs = {
+            e["valueFrom"]["secretKeyRef"]["name"]
+            for c in pod["containers"]
+            for e in c.get("env", [])
+            if e["name"] == "DRIFTPILOT_UI_TOKEN"
+        }
+        assert refs == secrets and len(pod["containers"]) == 1 + bool(secrets)
+        assert not [o for o in of_kind(objects, "Secret") if o["metadata"]["name"].endswith("-driftpilot-ui")]

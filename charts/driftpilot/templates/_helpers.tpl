@@ -128,10 +128,11 @@ seccompProfile:
 {{/*
 A generated credential, kept across upgrades: the value already in the Secret if there is one
 (lookup reads the cluster; `helm template` sees none), else a new random one. Base64-encoded.
-driftpilot.generatedValue (dict "ctx" . "secret" name "key" key "length" 32)
+driftpilot.generatedValue (dict "ctx" . "secret" name "key" key "length" 32 ["namespace" ns])
+(the Secret's namespace, the release's by default)
 */}}
 {{- define "driftpilot.generatedValue" -}}
-{{- $existing := lookup "v1" "Secret" .ctx.Release.Namespace .secret }}
+{{- $existing := lookup "v1" "Secret" (.namespace | default .ctx.Release.Namespace) .secret }}
 {{- if and $existing $existing.data (hasKey $existing.data .key) }}
 {{- index $existing.data .key }}
 {{- else }}
