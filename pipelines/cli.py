@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from components.common.errors import ConfigError, DriftpilotError
+from pipelines.progress import Progress
 from pipelines.runlog import library_output_to, terminal
 
 __all__ = ["compile_pipelines", "main"]
@@ -251,7 +252,7 @@ def _scenarios(args: argparse.Namespace) -> int:
         quality = generator_quality(dataset, data_dir, seed=args.seed)
         results = run_scenarios(
             dataset, data_dir, batches=args.batches, change=args.change, rows=args.rows, rounds=args.rounds,
-            seed=args.seed, only=tuple(args.only),
+            seed=args.seed, only=tuple(args.only), progress=Progress(f"{dataset} scenarios"),
         )  # fmt: skip
         for r in results:
             delay = "—" if r.scenario.change is None else ("missed" if r.delay is None else f"{r.delay} batch(es)")
@@ -376,7 +377,9 @@ def _backtest(args: argparse.Namespace) -> int:
         ))  # fmt: skip
     safety = load_safety_policy(args.safety_policy)
     config = BacktestConfig(rounds=args.rounds, window=args.window, safety=safety, batch_hours=args.batch_hours)
-    document = write_backtest([(stream, run_backtest(stream, config)) for stream in streams], args.out)
+    progress = Progress("policies replayed", phases=len(streams))
+    runs = [(stream, run_backtest(stream, config, progress=progress)) for stream in streams]
+    document = write_backtest(runs, args.out)
     for stream, row in zip(streams, document["streams"], strict=True):
         print(f"{stream.source}: {len(stream.batches)} batches, metric {stream.metric}")
         if stream.unlabelled_rows:

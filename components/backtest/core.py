@@ -25,7 +25,7 @@ import datetime as dt
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from dataclasses import replace as dc_replace
 from pathlib import Path
@@ -549,18 +549,36 @@ def replay_static(stream: Stream, config: BacktestConfig = BacktestConfig()) -> 
     return _replay(stream, config, "static", 0, _Trainer(stream, config))
 
 
-def run_backtest(stream: Stream, config: BacktestConfig = BacktestConfig()) -> list[PolicyRun]:
+def run_backtest(
+    stream: Stream,
+    config: BacktestConfig = BacktestConfig(),
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[PolicyRun]:
     """Replay the stream under every policy; fits are shared (each charged to every policy using it).
+
+    Args:
+        stream: The labelled batches.
+        config: The replay's settings.
+        progress: Called with (policies replayed, policies) after each one.
 
     Returns:
         One run per policy: static, every_batch, periodic_<k> (each k), driftpilot (at the safety
         policy's ``retrain_cost``) and ``driftpilot@<cost>`` for each of ``config.costs``.
     """
     trainer = _Trainer(stream, config)
-    runs = [_replay(stream, config, "static", 0, trainer), _replay(stream, config, "every_batch", 1, trainer)]
-    runs.extend(_replay(stream, config, f"periodic_{k}", k, trainer) for k in config.periods)
-    runs.append(replay_driftpilot(stream, config, trainer=trainer))
-    runs.extend(replay_driftpilot(stream, config, cost=c, trainer=trainer) for c in config.costs)
+    replays: list[Callable[[], PolicyRun]] = [
+        lambda: _replay(stream, config, "static", 0, trainer),
+        lambda: _replay(stream, config, "every_batch", 1, trainer),
+        *(lambda k=k: _replay(stream, config, f"periodic_{k}", k, trainer) for k in config.periods),
+        lambda: replay_driftpilot(stream, config, trainer=trainer),
+        *(lambda c=c: replay_driftpilot(stream, config, cost=c, trainer=trainer) for c in config.costs),
+    ]
+    runs = []
+    for replay in replays:
+        runs.append(replay())
+        if progress is not None:
+            progress(len(runs), len(replays))
     return runs
 
 

@@ -380,8 +380,20 @@ def run_scenarios(
     rounds: int = 100,
     seed: int = 0,
     only: Sequence[str] = (),
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[ScenarioResult]:
     """Run every scenario (or those named in ``only``) through driftpilot and the static model.
+
+    Args:
+        dataset: ``gdelt`` or ``creditcard``.
+        data_dir: The shared data folder.
+        batches: Batches a scenario's stream has.
+        change: The batch its change starts at.
+        rows: Rows a batch has.
+        rounds: Boosting rounds of every fit.
+        seed: Seed of the sampling and the fits.
+        only: Scenario names to run (empty: all).
+        progress: Called with (scenarios run, scenarios) after each one.
 
     Returns:
         One result per scenario.
@@ -412,6 +424,8 @@ def run_scenarios(
             retrains=len(ours.retrain_after),
             escalations=sum(d.ruling.tier == "escalate" for d in ours.decisions),
         ))  # fmt: skip
+        if progress is not None:
+            progress(len(results), len(scenarios))
     return results
 
 

@@ -28,7 +28,9 @@ def test_every_policy_replays_the_stream_and_kpis_follow_the_format(elec2: Path)
     stream = csv_stream(elec2, target="class", time_column="period", batch_size=1000)
     assert stream.metric == "accuracy" and stream.unlabelled_rows == 2 and len(stream.batches) == 8
     assert "period" not in stream.batches[0].features.columns
-    runs = run_backtest(stream, SMALL)
+    reported: list[tuple[int, int]] = []
+    runs = run_backtest(stream, SMALL, progress=lambda done, total: reported.append((done, total)))
+    assert reported == [(i, len(runs)) for i in range(1, len(runs) + 1)]
     document = kpis(stream, runs)
     assert set(document["policies"]) == {
         "static", "every_batch", "periodic_2", "periodic_3", "driftpilot", "driftpilot@0.01", "driftpilot@0.1"

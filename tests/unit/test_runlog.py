@@ -1,3 +1,4 @@
+import io
 import logging
 import os
 import warnings
@@ -6,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.cli import main
+from pipelines.progress import Progress
 from pipelines.runlog import library_output_to, terminal
 
 
@@ -63,3 +65,23 @@ def test_a_failing_command_says_why_on_stderr(tmp_path: Path, capsys) -> None:
     assert main([*argv, "--current", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("driftpilot: ") and "absent.csv" in err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_long_work_draws_one_bar_on_the_terminal_and_none_in_the_log(tmp_path: Path, monkeypatch) -> None:
+    screen = _Terminal()
+    monkeypatch.setattr("sys.stderr", screen)
+    log = tmp_path / "driftpilot.log"
+    with library_output_to(log):
+        progress = Progress("policies replayed", phases=2)
+        for _stream in range(2):
+            for done in range(1, 4):
+                progress(done, 3)
+        assert progress.bar is None  # closed after the last phase's total
+    drawn = screen.getvalue()
+    assert "policies replayed" in drawn and "3/6" in drawn and "5/6" in drawn
+    assert not log.exists()

@@ -104,10 +104,12 @@ def test_every_scenario_has_ground_truth_and_a_call() -> None:
 
 
 def test_scenarios_are_compared_with_what_driftpilot_detected_and_did(data_dir: Path) -> None:
+    reported: list[tuple[int, int]] = []
     results = run_scenarios(
         "creditcard", data_dir, batches=12, change=6, rows=600, rounds=30,
-        only=("null", "incremental_prior", "schema_break"),
+        only=("null", "incremental_prior", "schema_break"), progress=lambda *done: reported.append(done),
     )  # fmt: skip
+    assert reported == [(1, 3), (2, 3), (3, 3)]
     by_name = {r.scenario.name: r for r in results}
     assert by_name["null"].false_alarms == 0 and by_name["null"].first_action == "none"
     schema = by_name["schema_break"]
