@@ -200,6 +200,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--change", type=int, default=12, help="the batch the scenarios change at (12)")
     run.add_argument("--rows", type=int, default=1500, help="rows per batch (1500)")
     run.add_argument("--rounds", type=int, default=100, help="LightGBM rounds per model (100)")
+    run.add_argument("--ctgan-epochs", type=int, default=100, help="CTGAN's training epochs (100)")
     run.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and the injections")
     run.add_argument("--only", action="append", default=[], help="run this scenario only (repeatable)")
     feed = commands.add_parser("synth-feed", help="write a synthetic GDELT feed: days of 15-minute export files")
@@ -249,7 +250,7 @@ def _scenarios(args: argparse.Namespace) -> int:
     runs = {}
     for dataset in datasets:
         print(f"{dataset}: fitting the generators and checking them against the real rows ...", flush=True)
-        quality = generator_quality(dataset, data_dir, seed=args.seed)
+        quality = generator_quality(dataset, data_dir, seed=args.seed, ctgan_epochs=args.ctgan_epochs)
         results = run_scenarios(
             dataset, data_dir, batches=args.batches, change=args.change, rows=args.rows, rounds=args.rounds,
             seed=args.seed, only=tuple(args.only), progress=Progress(f"{dataset} scenarios"),

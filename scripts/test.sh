@@ -14,6 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# The tests also fit CTGAN: its optional extra (torch) joins .venv, cached.
+./scripts/ensure-ctgan.sh
 # Both images build in the background (mostly downloads) while Go builds the servers below.
 images_log=$(mktemp)
 ./scripts/build-images.sh >"$images_log" 2>&1 &

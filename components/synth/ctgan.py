@@ -1,9 +1,8 @@
-"""CTGAN (Xu et al., 2019), the optional generator: the ``ctgan`` package on a CPU build of torch.
+"""CTGAN (Xu et al., 2019), the optional generator: the ``ctgan`` package on PyPI's torch, run on the CPU.
 
-Not installed by default: torch is large, and only its CPU build belongs here (never the CUDA
-one, which is what PyPI's Linux wheel is). Install both from the CPU wheel index:
-``pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu`` then
-``pip install ctgan==0.12.1``.
+Not installed by default: torch is large. ``pip install 'driftpilot[ctgan]'`` adds both (the
+versions ``constraints.txt`` pins); PyPI's Linux wheel of torch is a CUDA build that loads CUDA
+only when asked for a GPU, so it trains here on the CPU (``cuda=False``).
 """
 
 from collections.abc import Sequence
@@ -37,11 +36,8 @@ class CtganGenerator:
             import torch
         except ImportError as exc:
             raise ConfigError(
-                "CTGAN needs a CPU build of torch and the ctgan package: pip install torch==2.13.0 "
-                f"--index-url https://download.pytorch.org/whl/cpu && pip install ctgan==0.12.1 ({exc})"
+                f"CTGAN needs its optional extra: pip install 'driftpilot[ctgan]' (ctgan and torch; {exc})"
             ) from exc
-        if torch.version.cuda is not None:
-            raise ConfigError(f"torch {torch.__version__} is a CUDA build: install the CPU build for CTGAN")
         return ctgan, torch
 
     def fit(self, frame: pd.DataFrame) -> "CtganGenerator":
@@ -51,7 +47,7 @@ class CtganGenerator:
         data = frame[[*self.numeric, *self.categorical]].copy()
         for column in self.categorical:
             data[column] = data[column].astype("object").where(data[column].notna(), "<missing>").astype(str)
-        self._model = ctgan.CTGAN(epochs=self.epochs, cuda=False)
+        self._model = ctgan.CTGAN(epochs=self.epochs, enable_gpu=False)
         self._model.set_random_state(self.seed)
         self._model.fit(data, discrete_columns=self.categorical)
         return self

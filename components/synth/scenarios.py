@@ -175,7 +175,7 @@ def base_batches(dataset: str, data_dir: Any, *, batches: int, rows: int, seed: 
     return [generator.sample(rows, seed=seed + 1 + i) for i in range(batches)]
 
 
-def _generator(name: str, spec: "DatasetSpec", seed: int) -> Any:
+def _generator(name: str, spec: "DatasetSpec", seed: int, *, ctgan_epochs: int = 100) -> Any:
     from components.synth.copula import GaussianCopula
     from components.synth.ctgan import CtganGenerator
 
@@ -183,12 +183,20 @@ def _generator(name: str, spec: "DatasetSpec", seed: int) -> Any:
     if name == "gaussian_copula":
         return GaussianCopula(*columns, seed=seed, order_by=spec.label_column)
     if name == "ctgan":
-        return CtganGenerator(*columns, seed=seed)
+        return CtganGenerator(*columns, seed=seed, epochs=ctgan_epochs)
     raise ConfigError(f"generator {name!r}: use one of {GENERATORS}")
 
 
-def generator_quality(dataset: str, data_dir: Any, *, seed: int = 0) -> dict[str, dict[str, Any]]:
+def generator_quality(
+    dataset: str, data_dir: Any, *, seed: int = 0, ctgan_epochs: int = 100
+) -> dict[str, dict[str, Any]]:
     """Each generator fitted to the dataset's real rows and checked against them.
+
+    Args:
+        dataset: ``gdelt`` or ``creditcard``.
+        data_dir: The shared data folder.
+        seed: Seed of the fits, the samples and the checks.
+        ctgan_epochs: CTGAN's training epochs.
 
     Returns:
         Per generator: ``synthetic_quality``'s results, or ``error`` when it cannot run here.
@@ -200,7 +208,7 @@ def generator_quality(dataset: str, data_dir: Any, *, seed: int = 0) -> dict[str
     found: dict[str, dict[str, Any]] = {}
     for name in GENERATORS:
         try:
-            generator = _generator(name, spec, seed).fit(real)
+            generator = _generator(name, spec, seed, ctgan_epochs=ctgan_epochs).fit(real)
         except ConfigError as exc:
             found[name] = {"error": str(exc)}
             continue

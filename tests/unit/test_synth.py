@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import lightgbm as lgb
@@ -79,16 +80,26 @@ def test_label_ordered_categories_keep_what_a_model_learns(gdelt: pd.DataFrame) 
     assert aucs["AvgTone"] > aucs[""] + 0.1 and aucs["AvgTone"] > 0.7  # train on synthetic, test on real
 
 
-def test_ctgan_runs_on_a_cpu_torch_or_says_how_to_get_one(gdelt: pd.DataFrame) -> None:
-    generator = CtganGenerator(["NumMentions", "AvgTone"], ["QuadClass"], epochs=2)
-    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("ctgan") is None:
-        with pytest.raises(ConfigError, match="CPU build of torch"):
-            generator.fit(gdelt.head(500))
-    else:
-        sample = generator.fit(gdelt.head(500)).sample(50)
-        assert list(sample.columns) == ["NumMentions", "AvgTone", "QuadClass"] and len(sample) == 50
+def test_ctgan_fits_and_samples_a_real_table_on_the_cpu(gdelt: pd.DataFrame) -> None:
+    assert importlib.util.find_spec("torch") and importlib.util.find_spec("ctgan"), "run ./scripts/ensure-ctgan.sh"
+    real = gdelt.head(1000)
+    generator = CtganGenerator(["NumMentions", "AvgTone"], ["QuadClass", "EventRootCode"], epochs=5, seed=3)
+    sample = generator.fit(real).sample(400, seed=1)
+    assert list(sample.columns) == ["NumMentions", "AvgTone", "QuadClass", "EventRootCode"] and len(sample) == 400
+    for column in ("QuadClass", "EventRootCode"):  # categories come from the real table only
+        assert set(sample[column].dropna().astype(str)) <= set(real[column].dropna().astype(str))
+    tone, real_tone = sample["AvgTone"], real["AvgTone"]
+    assert tone.between(real_tone.min(), real_tone.max()).mean() >= 0.9  # a few epochs: mostly the real range
+    assert abs(tone.median() - real_tone.median()) < real_tone.quantile(0.75) - real_tone.quantile(0.25)
+    assert sample.equals(generator.sample(400, seed=1))  # seeded
     with pytest.raises(ConfigError, match="fit"):
         CtganGenerator(["AvgTone"], []).sample(5)
+
+
+def test_ctgan_without_its_extra_says_how_to_install_it(gdelt: pd.DataFrame, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "ctgan", None)  # as if not installed: importing it raises ImportError
+    with pytest.raises(ConfigError, match=r"driftpilot\[ctgan\]"):
+        CtganGenerator(["AvgTone"], ["QuadClass"], epochs=1).fit(gdelt.head(100))
 
 
 def test_every_scenario_has_ground_truth_and_a_call() -> None:
@@ -123,14 +134,15 @@ def test_scenarios_are_compared_with_what_driftpilot_detected_and_did(data_dir: 
 
 def test_the_cli_writes_the_robustness_report(data_dir: Path, tmp_path: Path) -> None:
     argv = ["scenarios", "run", "--out", str(tmp_path), "--dataset", "creditcard", "--data", str(data_dir),
-            "--batches", "10", "--change", "5", "--rows", "500", "--rounds", "20"]  # fmt: skip
+            "--batches", "10", "--change", "5", "--rows", "500", "--rounds", "20", "--ctgan-epochs", "3"]  # fmt: skip
     argv += ["--only", "sudden_covariate_V14"]
     assert main(argv) == 0
     document = json.loads((tmp_path / "scenarios.json").read_text())
     (scenario,) = document["creditcard"]["scenarios"]
     assert scenario["name"] == "sudden_covariate_V14" and scenario["change"] == 5
     quality = document["creditcard"]["synthetic_quality"]
-    assert 0.5 <= quality["gaussian_copula"]["detection_auc"] <= 1 and set(quality) == {"gaussian_copula", "ctgan"}
+    assert set(quality) == {"gaussian_copula", "ctgan"}  # both measured (CTGAN's extra is installed)
+    assert all(0.5 <= quality[name]["detection_auc"] <= 1 for name in quality), quality
     page = (tmp_path / "report.html").read_text()
     assert "sudden_covariate_V14" in page and page.count("data:image/png;base64,") == 1
 
