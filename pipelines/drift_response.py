@@ -153,6 +153,7 @@ def release_candidate(
             logger_url=serving_logger_url,
             holder=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
             incident=incident,
+            state_dir=state_dir,
         )
     return register.output
 
@@ -429,6 +430,7 @@ def drift_response_pipeline(
                 logger_url=serving_logger_url,
                 holder=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
                 incident=correlation,
+                state_dir=state_dir,
             )
     return DriftResponse(
         batch_id=batch,

@@ -14,6 +14,7 @@ share one ledger.
 
 import copy
 import functools
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ SETTINGS_KEYS = (
 ``DRIFTPILOT_POD_ENV`` names this ConfigMap and the Secrets, so a step can give the pods it
 starts (Dask workers) the same environment by reference."""
 
-STATE_STEPS = ("exec-decide-response", "exec-record-outcome")
+STATE_STEPS = ("exec-decide-response", "exec-record-outcome", "exec-release-challenger")
 """Executors that mount the decision state's volume."""
 
 
@@ -119,6 +120,11 @@ def _compiled_entries(
     return entries
 
 
+def _mounts_state(executor: str) -> bool:
+    """Whether an executor is one of ``STATE_STEPS`` (KFP numbers a component's further uses: ``-2``, ...)."""
+    return any(executor == step or re.fullmatch(rf"{re.escape(step)}-\d+", executor) for step in STATE_STEPS)
+
+
 def add_pod_env(compiled: Path, env: PodEnv) -> int:
     """Give every step of a compiled pipeline the ConfigMap's and Secrets' variables, in place.
 
@@ -142,7 +148,7 @@ def add_pod_env(compiled: Path, env: PodEnv) -> int:
     names = list(documents[0]["deploymentSpec"]["executors"])
     for name in names:
         config = executors.setdefault(name, {})
-        for kind, values in [*entries.items(), *(state.items() if name in STATE_STEPS else ())]:
+        for kind, values in [*entries.items(), *(state.items() if _mounts_state(name) else ())]:
             config[kind] = [*config.get(kind, []), *values]
     compiled.write_text(yaml.safe_dump_all(documents, sort_keys=True), encoding="utf-8")
     return len(names)

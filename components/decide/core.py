@@ -35,6 +35,7 @@ __all__ = [
     "load_safety_policy",
     "record",
     "record_outcome_files",
+    "record_release",
     "replay",
     "replay_files",
     "respond",
@@ -447,6 +448,28 @@ def decide_files(
     champion = {"model": model_name, "version": champion_version} if champion_version else None
     write_json(json.loads(_canonical({**decision.to_dict(), "champion": champion})), decision_path)
     return decision
+
+
+def record_release(state: DecisionState, *, incident: str, version: str, outcome: Any, actor: str = "") -> None:
+    """Append a canary's end to the incident's story: ``released``, with each step's verdict.
+
+    Args:
+        state: The installation's decision state.
+        incident: The incident the version answers.
+        version: The version released.
+        outcome: The release's ``components.deploy.controller.CanaryOutcome``.
+        actor: Who released (the KFP run).
+
+    Raises:
+        LedgerError: When the ledger cannot take the entry.
+    """
+    steps = [{"percent": v.percent, "action": v.action} for v in outcome.decisions]
+    state.ledger.append(
+        incident=incident,
+        kind="released",
+        actor=actor or "driftpilot",
+        data={"version": version, "promoted": bool(outcome.promoted), "reason": outcome.verdict.reason, "steps": steps},
+    )
 
 
 def record_outcome_files(*, state: DecisionState, decision_path: Path, gate_path: Path, version: str) -> Outcome:

@@ -47,6 +47,7 @@ def release_challenger(
     logger_url: str,
     holder: str,
     incident: str,
+    state_dir: str,
 ) -> str:
     """Canary a version the gate passed beside the champion; promote it or roll it back.
 
@@ -66,13 +67,15 @@ def release_challenger(
         env_secret: KServe target: Secret with the predictor's environment.
         logger_url: KServe target: where KServe's logger posts requests and responses ('' none).
         holder: Who releases (the KFP run), named to a rollout that is refused.
-        incident: The incident the version answers.
+        incident: The incident the version answers; the release's steps go on its ledger story.
+        state_dir: The decision state's folder ('' for ``audit`` beside ``serving_dir``).
 
     Returns:
         ``promoted``, ``rolled_back`` or ``served`` (nothing served before).
     """
     from pathlib import Path
 
+    from components.decide.core import DecisionState, record_release
     from components.deploy.canary import CanaryPolicy
     from components.deploy.release import release_kserve, release_local
 
@@ -96,4 +99,8 @@ def release_challenger(
         outcome = release_local(**common, serving_dir=Path(serving_dir), port=port, policy=policy)
     if outcome is None:
         return "served"
+    record_release(
+        DecisionState.of_pipeline(state_dir, serving_dir), incident=incident, version=version, outcome=outcome,
+        actor=holder,
+    )  # fmt: skip
     return "promoted" if outcome.promoted else "rolled_back"

@@ -143,7 +143,7 @@ def _gated(data: Mapping[str, Any]) -> tuple[str, list[str]]:
 
 def _released(data: Mapping[str, Any]) -> tuple[str, list[str]]:
     steps = [
-        f"{s.get('percent', '?')}%: {s.get('verdict', '?')}" for s in data.get("steps", []) if isinstance(s, Mapping)
+        f"{s.get('percent', '?')}% {s.get('action', '?')}" for s in data.get("steps", []) if isinstance(s, Mapping)
     ]
     lines = [str(data["reason"])] if data.get("reason") else []
     if steps:

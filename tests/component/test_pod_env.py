@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -43,14 +44,17 @@ def test_a_second_pass_adds_to_what_is_there_and_no_env_changes_nothing(tmp_path
         assert [s["secretName"] for s in config["secretAsEnv"]] == ["a", "b"]
 
 
-def test_the_deciding_steps_alone_mount_the_decision_state(tmp_path: Path) -> None:
+def test_the_deciding_and_releasing_steps_alone_mount_the_decision_state(tmp_path: Path) -> None:
     env = PodEnv("driftpilot-pipeline-env", state_pvc="driftpilot-decisions", state_mount="/var/lib/decisions")
     (path,) = [p for p in compile_pipelines(tmp_path) if p.name == "drift_response_pipeline.yaml"]
     add_pod_env(path, env)
     spec, platform = yaml.safe_load_all(path.read_text())
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     mounted = {name for name, config in executors.items() if "pvcMount" in config}
-    assert mounted == set(STATE_STEPS) and mounted <= set(spec["deploymentSpec"]["executors"])
+    # Every use of each step mounts it: the releases after a retrain, a recalibration, a rollback, ...
+    assert {re.sub(r"-\d+$", "", name) for name in mounted} == set(STATE_STEPS)
+    releases = {name for name in spec["deploymentSpec"]["executors"] if name.startswith("exec-release-challenger")}
+    assert len(releases) >= 2 and releases <= mounted and mounted <= set(spec["deploymentSpec"]["executors"])
     for name in mounted:
         (mount,) = executors[name]["pvcMount"]
         assert mount["mountPath"] == "/var/lib/decisions" and "driftpilot-decisions" in yaml.safe_dump(mount)

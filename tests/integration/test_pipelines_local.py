@@ -124,6 +124,14 @@ def test_training_then_drift_response_on_real_batches(
     assert lineage["canary"] == (
         "" if not gate["promote"] else "promoted" if now.version == challenger.version else "rolled_back"
     )
+    # The canary's end is the last chapter of the incident's story on the ledger.
+    released = [e for e in settings.decisions.ledger.story(second["incident"]) if e.kind == "released"]
+    if gate["promote"]:
+        (entry,) = released
+        assert entry.data["version"] == challenger.version and entry.data["steps"]
+        assert entry.data["promoted"] == (lineage["canary"] == "promoted") and entry.actor.startswith("driftpilot")
+    else:
+        assert released == []
     study = json.loads(next(settings.pipeline_root.rglob("select-best-params/summary")).read_text())
     assert study["complete"] + study["pruned"] == 4 and set(study["importance"]) == set(study["best_params"])
     after = read_serving(settings.serving_dir)

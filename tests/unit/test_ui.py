@@ -114,3 +114,20 @@ def test_a_command_line_client_rejects_with_the_bearer_token(state: DecisionStat
 def test_a_short_token_is_refused(state: DecisionState) -> None:
     with pytest.raises(ValueError, match="at least 16"):
         create_app(state, token="short")
+
+
+def test_a_release_ends_the_story_with_its_canary_steps(state: DecisionState) -> None:
+    from types import SimpleNamespace
+
+    from components.decide.core import record_release
+
+    steps = [SimpleNamespace(percent=10, action="step"), SimpleNamespace(percent=25, action="rollback")]
+    outcome = SimpleNamespace(
+        promoted=False, verdict=SimpleNamespace(reason="latency canary − stable = +0.7"), decisions=steps
+    )
+    record_release(state, incident=INCIDENT, version="7", outcome=outcome, actor="run-2")
+    story = _client(state).get(f"/incidents/{INCIDENT}").text
+    assert "Canary: version 7 rolled back" in story and "canary steps: 10% step, 25% rollback" in story
+    assert "latency canary − stable = +0.7" in story
+    rows = _client(state).get("/").text
+    assert "<td>released" in rows
