@@ -44,6 +44,8 @@ if ! wait "$images_pid"; then
 fi
 grep '^build-images: .*: [0-9.]* s' "$images_log" >&2 || true
 export DRIFTPILOT_IMAGES=1
+# The browser test's screenshots of the incidents page stay here for a person to look at.
+export DRIFTPILOT_SCREENSHOT_DIR=${DRIFTPILOT_SCREENSHOT_DIR:-$PWD/.driftpilot/screenshots}
 # The chart's upstream MinIO and PostgreSQL images, for the node cluster that reaches no registry.
 stand_ins=$(./scripts/build-stand-ins.sh)
 DRIFTPILOT_MINIO_IMAGE=$(sed -n 1p <<<"$stand_ins")
