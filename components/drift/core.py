@@ -320,20 +320,7 @@ def compare(profile: Profile, window: WindowSummary, config: DriftConfig = Drift
 
 
 def _feature(name: str, t: ColumnTest, p_adjusted: float, drifted: bool) -> FeatureDrift:
-    return FeatureDrift(
-        name,
-        t.kind,
-        t.test,
-        t.statistic,
-        t.p_value,
-        p_adjusted,
-        t.effect,
-        t.effect_name,
-        drifted,
-        t.psi,
-        t.detail,
-        t.histogram,
-    )
+    return FeatureDrift(feature=name, p_adjusted=p_adjusted, drifted=drifted, **vars(t))
 
 
 def profile_features(
