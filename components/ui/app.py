@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import json
 import re
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from starlette.applications import Starlette
@@ -125,8 +124,8 @@ def create_app(state: DecisionState, *, token: str, secure_cookie: bool = False)
         from components.drift.page import render_report_html
 
         name = request.path_params["incident"]
-        path = state.drift_report(name) if _INCIDENT.fullmatch(name) else Path("/nonexistent")
-        if not path.exists():
+        path = state.drift_report(name)
+        if not _INCIDENT.fullmatch(name) or not path.exists():
             return PlainTextResponse("no drift report for this incident", status_code=404, headers=_HEADERS)
         report = DriftReport.from_dict(json.loads(path.read_text(encoding="utf-8")))
         return HTMLResponse(render_report_html(report), headers=_HEADERS)
