@@ -698,11 +698,12 @@ def write_report(documents: Sequence[dict[str, Any]], out: Path) -> dict[str, An
 
 
 def write_backtest(results: Sequence[tuple[Stream, Sequence[PolicyRun]]], out: Path) -> dict[str, Any]:
-    """Write ``kpis.json`` (one document a stream under ``streams``), ``backtest.png`` and the frontiers.
+    """Write ``kpis.json`` (one document a stream under ``streams``), ``backtest.png``, the frontiers and the page.
 
     ``backtest.png``: the first stream's batch metric per policy (static, every_batch,
     driftpilot), driftpilot's retrains marked. ``frontier.png`` and ``frontier-seconds.png``:
     one panel a stream, the mean metric against the retrains and against the training seconds.
+    ``report.html``: the plots and every stream's policies (``components.backtest.page``).
     """
     import matplotlib.pyplot as plt
 
@@ -722,4 +723,7 @@ def write_backtest(results: Sequence[tuple[Stream, Sequence[PolicyRun]]], out: P
     figure.tight_layout()
     figure.savefig(out / "backtest.png", dpi=110)
     plt.close(figure)
+    from components.backtest.page import render_backtest_html
+
+    (out / "report.html").write_text(render_backtest_html(document["streams"], out), encoding="utf-8")
     return document

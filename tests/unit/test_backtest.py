@@ -98,6 +98,9 @@ def test_the_cli_writes_kpis_and_a_plot(elec2: Path, tmp_path: Path, capsys: pyt
     document = json.loads((out / "kpis.json").read_text())["streams"][0]
     assert document["metric"] == "accuracy" and "driftpilot" in document["policies"]
     assert (out / "backtest.png").stat().st_size > 10_000 and (out / "frontier.png").stat().st_size > 10_000
+    page = (out / "report.html").read_text()  # the frontier joins the pages a person reads
+    assert page.count("data:image/png;base64,") == 3 and "<tr class=ours><td>driftpilot</td>" in page
+    assert "of every_batch's gain over static" in page and "<script" not in page
     assert "2 rows have no label" in capsys.readouterr().out
     assert main(["backtest", "--data", str(elec2), "--out", str(out)]) == 2  # a CSV needs --target
 
