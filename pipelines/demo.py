@@ -172,6 +172,11 @@ def run_demo(
         out,
         f"done in {time.perf_counter() - began:.0f}s: actions {actions}; summary {settings.home / 'demo-summary.json'}",
     )
+    _say(
+        out,
+        f"the demo's incidents and approvals: DRIFTPILOT_HOME={settings.home} driftpilot ui, then "
+        f"http://127.0.0.1:8090/incidents/{records[-1]['incident']}",
+    )
     return records
 
 

@@ -59,15 +59,16 @@ def _quality_table(quality: Mapping[str, Any]) -> str:
     rows = []
     for generator, found in quality.items():
         if "error" in found:
-            rows.append(f"<tr><td>{html.escape(generator)}</td><td colspan=5>{html.escape(found['error'])}</td></tr>")
+            rows.append(f"<tr><td>{html.escape(generator)}</td><td colspan=7>{html.escape(found['error'])}</td></tr>")
             continue
         rows.append(
             f"<tr><td>{html.escape(generator)}</td><td>{found['detection_auc']:.3f}</td>"
             f"<td>{found['association_error']:.3f}</td><td>{found['mean_ks']:.3f}</td>"
-            f"<td>{found['mean_wasserstein_iqr']:.3f}</td><td>{found['mean_tvd']:.3f}</td></tr>"
+            f"<td>{found['mean_wasserstein_iqr']:.3f}</td><td>{found['mean_tvd']:.3f}</td>"
+            f"<td>{found['fit_seconds']:.1f}</td><td>{found['sample_seconds']:.1f}</td></tr>"
         )
     head = ("<tr><th>generator</th><th>real-vs-synthetic AUC</th><th>association error</th><th>mean KS</th>"
-            "<th>mean Wasserstein/IQR</th><th>mean TVD</th></tr>")  # fmt: skip
+            "<th>mean Wasserstein/IQR</th><th>mean TVD</th><th>fit s</th><th>sample s</th></tr>")  # fmt: skip
     return f"<table>{head}{''.join(rows)}</table>"
 
 
