@@ -13,6 +13,7 @@ import requests
 
 from components.common.errors import ModelRegistryError
 from components.common.storage import write_table
+from components.decide.core import DecisionState
 from components.deploy._process import terminate
 from components.deploy.canary import CanaryPolicy
 from components.deploy.core import SERVER_MODULE, read_deployment
@@ -199,8 +200,13 @@ def test_release_canaries_a_gate_passed_version_then_makes_it_champion(versions:
             logger_url="",
             holder="test-run",
             incident="20241022150000",
+            state_dir="",
         )
     assert result == "promoted"
+    # The release's end is on the incident's story (the state beside the serving folder when none is named).
+    (released,) = DecisionState.of_pipeline("", str(serving)).ledger.story("20241022150000")
+    assert released.kind == "released" and released.actor == "test-run" and released.data["promoted"] is True
+    assert released.data["version"] == "4" and released.data["steps"][-1]["action"] == "promote"
     champion = find_alias(tracking_uri=versions.tracking_uri, model_name=MODEL_NAME)
     assert champion is not None and champion.version == "4"
     lineage = lineage_of(tracking_uri=versions.tracking_uri, model_name=MODEL_NAME, version="4")

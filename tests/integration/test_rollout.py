@@ -19,6 +19,7 @@ from components.common.errors import ServingError
 from components.common.images import SERVING_IMAGE
 from components.common.kube import INFERENCE_SERVICE, get_custom, patch_custom
 from components.common.storage import write_table
+from components.decide.core import DecisionState
 from components.deploy import kserve as kserve_module
 from components.deploy.canary import CanaryPolicy
 from components.deploy.component import release_challenger
@@ -357,6 +358,7 @@ def test_a_kserve_release_without_traffic_is_rolled_back_and_the_champion_stays(
         "env_secret": "predictor-env",
         "logger_url": "http://monitor.driftpilot.svc/",
         "incident": "20241022150000",
+        "state_dir": str(tmp_path / "decisions"),
     }
     environment = {"KUBECONFIG": str(kubeconfig)}
     with pytest.MonkeyPatch.context() as patch:
@@ -375,6 +377,9 @@ def test_a_kserve_release_without_traffic_is_rolled_back_and_the_champion_stays(
     assert lineage["canary"] == "rolled_back" and "not enough evidence" in lineage["canary_reason"]
     champion = find_alias(tracking_uri=tracking, model_name=MODEL_NAME)
     assert champion is not None and champion.version == "1"
+    (released,) = DecisionState(tmp_path / "decisions").ledger.story("20241022150000")  # v1 was served, not released
+    assert released.kind == "released" and released.actor == "run-b"
+    assert released.data["version"] == "2" and released.data["promoted"] is False
 
 
 def test_a_standard_mode_canary_deployment_is_made_scaled_and_removed_beside_kserves(
