@@ -567,18 +567,21 @@ def run_backtest(
         policy's ``retrain_cost``) and ``driftpilot@<cost>`` for each of ``config.costs``.
     """
     trainer = _Trainer(stream, config)
-    replays: list[Callable[[], PolicyRun]] = [
-        lambda: _replay(stream, config, "static", 0, trainer),
-        lambda: _replay(stream, config, "every_batch", 1, trainer),
-        *(lambda k=k: _replay(stream, config, f"periodic_{k}", k, trainer) for k in config.periods),
-        lambda: replay_driftpilot(stream, config, trainer=trainer),
-        *(lambda c=c: replay_driftpilot(stream, config, cost=c, trainer=trainer) for c in config.costs),
-    ]
-    runs = []
-    for replay in replays:
-        runs.append(replay())
+    total = 3 + len(config.periods) + len(config.costs)
+    runs: list[PolicyRun] = []
+
+    def keep(run: PolicyRun) -> None:
+        runs.append(run)
         if progress is not None:
-            progress(len(runs), len(replays))
+            progress(len(runs), total)
+
+    keep(_replay(stream, config, "static", 0, trainer))
+    keep(_replay(stream, config, "every_batch", 1, trainer))
+    for k in config.periods:
+        keep(_replay(stream, config, f"periodic_{k}", k, trainer))
+    keep(replay_driftpilot(stream, config, trainer=trainer))
+    for cost in config.costs:
+        keep(replay_driftpilot(stream, config, cost=cost, trainer=trainer))
     return runs
 
 

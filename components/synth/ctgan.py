@@ -2,7 +2,7 @@
 
 Not installed by default: torch is large. ``pip install 'driftpilot[ctgan]'`` adds both (the
 versions ``constraints.txt`` pins); PyPI's Linux wheel of torch is a CUDA build that loads CUDA
-only when asked for a GPU, so it trains here on the CPU (``cuda=False``).
+only when asked for a GPU, so it trains here on the CPU (``enable_gpu=False``).
 """
 
 from collections.abc import Sequence

@@ -222,7 +222,7 @@ def generator_quality(
         quality = synthetic_quality(
             real, synthetic, numeric=[*spec.numeric, spec.label_column], categorical=spec.categorical, seed=seed
         )
-        timing = {"fit_seconds": round(fitted - started, 2), "sample_seconds": round(sampled - fitted, 2)}
+        timing = {"fit_seconds": round(fitted - started, 3), "sample_seconds": round(sampled - fitted, 3)}
         found[name] = {**quality.to_dict(), **timing}
     return found
 

@@ -143,7 +143,8 @@ def test_the_cli_writes_the_robustness_report(data_dir: Path, tmp_path: Path) ->
     quality = document["creditcard"]["synthetic_quality"]
     assert set(quality) == {"gaussian_copula", "ctgan"}  # both measured (CTGAN's extra is installed)
     assert all(0.5 <= quality[name]["detection_auc"] <= 1 for name in quality), quality
-    assert all(quality[name]["fit_seconds"] > 0 and quality[name]["sample_seconds"] > 0 for name in quality)
+    assert all(quality[name]["fit_seconds"] >= 0 and quality[name]["sample_seconds"] >= 0 for name in quality)
+    assert quality["ctgan"]["fit_seconds"] > quality["gaussian_copula"]["fit_seconds"]  # epochs of a network
     page = (tmp_path / "report.html").read_text()
     assert "sudden_covariate_V14" in page and page.count("data:image/png;base64,") == 1
 
