@@ -406,6 +406,7 @@ def decide_files(
         "positive_rate": float(baseline.get("positive_rate", math.nan)),
     }
     at = dt.datetime.strptime(batch_id, "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC).isoformat()
+    drift = read_json(drift_path)
     signals = signals_from_scores(
         incident=incident or incident_id(model_name, batch_id),
         at=at,
@@ -414,7 +415,7 @@ def decide_files(
         labels=labels,
         proba=model.predict_proba(frame) if labelled else np.zeros(0),
         frame=frame,
-        drift=read_json(drift_path),
+        drift=drift,
         importance=model.importance(),
         quality=read_json(quality_path) if quality_path is not None else None,
         previous_proba=previous.predict_proba(frame) if previous is not None and labelled else None,
@@ -428,7 +429,7 @@ def decide_files(
         state.incidents.parent.mkdir(parents=True, exist_ok=True)
         with state.incidents.open("a", encoding="utf-8") as log:
             log.write(_canonical(signals.to_dict()) + "\n")
-        write_json(read_json(drift_path), state.drift_report(signals.incident))
+        write_json(drift, state.drift_report(signals.incident))
     except OSError as exc:
         raise LedgerError(f"cannot record the signals in {state.folder}: {exc}; nothing was decided") from exc
     ledger = state.ledger

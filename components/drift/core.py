@@ -118,6 +118,11 @@ class FeatureDrift:
     detail: dict[str, float] = field(default_factory=dict)
     histogram: dict[str, list[Any]] = field(default_factory=dict)
 
+    def detail_by(self, name: str) -> dict[str, float]:
+        """The ``detail`` entries ``name[key]``, by key (e.g. ``share_change`` by category)."""
+        prefix = f"{name}["
+        return {k[len(prefix) : -1]: v for k, v in self.detail.items() if k.startswith(prefix) and k.endswith("]")}
+
     def words(self) -> str:
         """What moved, for people: ``NumArticles +1.9 IQR (median 1 → 3)`` or ``EventRootCode JS 0.21 (14 +12 pts)``."""
         if self.kind == "numeric":
@@ -128,7 +133,7 @@ class FeatureDrift:
             if before is not None and after is not None and before != after:
                 line += f" (median {before:.4g} → {after:.4g})"
             return line
-        changes = {k[len("share_change[") : -1]: v for k, v in self.detail.items() if k.startswith("share_change[")}
+        changes = self.detail_by("share_change")
         line = f"{self.feature} JS {self.effect:.2f}"
         if changes:
             category, change = max(changes.items(), key=lambda item: abs(item[1]))

@@ -80,7 +80,7 @@ def _numbers(feature: "FeatureDrift") -> str:
                 f"{detail['current_outside_reference_range']:.1%} of the batch outside the reference's range"
             )
     else:
-        unseen = [key[len("unseen[") : -1] for key in detail if key.startswith("unseen[")]
+        unseen = list(feature.detail_by("unseen"))
         if unseen:
             numbers.append("new categories: " + ", ".join(unseen[:5]))
         if detail.get("vanished_categories"):

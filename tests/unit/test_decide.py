@@ -24,37 +24,11 @@ from components.quality.core import assess
 from components.train.core import TrainConfig, recalibrate_files, train_files
 from components.train.model import TrainedModel
 from pipelines.cli import main
+from tests.decisions import signals as _signals
 from tests.servers import WebhookReceiver
 
 POLICY = SafetyPolicy()
 AT = "2024-10-22T14:00:00+00:00"
-
-
-def _signals(**changes: object) -> Signals:
-    """A batch on which the champion holds its record: AUC 0.75 ± 0.01, log loss 0.40, prior 20%."""
-    base: dict[str, object] = dict(
-        incident="gdelt-tone-20241022140000",
-        at=AT,
-        rows=1500,
-        metric="auc",
-        expected=0.75,
-        expected_se=0.005,
-        current=0.75,
-        current_se=0.01,
-        expected_log_loss=0.40,
-        current_log_loss=0.40,
-        recalibrated_metric=0.75,
-        recalibrated_log_loss=0.40,
-        label_reference_rate=0.20,
-        label_current_rate=0.20,
-        label_p_value=0.5,
-        features=(
-            FeatureSignal("NumMentions", False, 0.0, 0.9),
-            FeatureSignal("ActionGeo_CountryCode", False, 0.02, 0.4),
-        ),
-        importance={"NumMentions": 0.3, "ActionGeo_CountryCode": 0.6, "IsRootEvent": 0.1},
-    )
-    return Signals(**{**base, **changes})  # type: ignore[arg-type]
 
 
 DRIFTED = (FeatureSignal("NumMentions", True, 0.5, 1e-6), FeatureSignal("ActionGeo_CountryCode", True, 0.3, 1e-4))
