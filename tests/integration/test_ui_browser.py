@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -60,6 +61,18 @@ def browser() -> Iterator[object]:
         driver.quit()
 
 
+def _navigate_by(browser: Any, element: Any) -> None:
+    """Click ``element`` and wait until the page it leads to has replaced this one (a click returns at once)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = browser.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(page))
+    WebDriverWait(browser, 30).until(lambda b: b.execute_script("return document.readyState") == "complete")
+
+
 def _has_colour(path: Path, colour: str, *, at_least: int = 200) -> bool:
     """Whether the screenshot has at least ``at_least`` pixels of ``colour`` (#rrggbb)."""
     wanted = tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
@@ -81,7 +94,7 @@ def test_a_person_reads_an_incident_and_approves_it_with_the_token(ui: str, brow
     browser.save_screenshot(str(shots / "incidents.png"))
     assert _has_colour(shots / "incidents.png", _PENDING_BACKGROUND)  # the pending approval's box
 
-    rows[0].click()
+    _navigate_by(browser, rows[0])
     titles = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "ol.story li strong")]
     assert titles[0].startswith("Investigated:") and titles[1].startswith("Proposed retrain")
     assert titles[2].startswith("Escalated:")
@@ -97,16 +110,16 @@ def test_a_person_reads_an_incident_and_approves_it_with_the_token(ui: str, brow
     )
 
     browser.find_element(By.NAME, "token").send_keys("not-the-token")
-    browser.find_element(By.XPATH, "//button[text()='Sign in']").click()
+    _navigate_by(browser, browser.find_element(By.XPATH, "//button[text()='Sign in']"))
     assert "that is not the token" in browser.page_source
     browser.save_screenshot(str(shots / "refused.png"))
     assert len(state.approvals().pending()) == 1
 
     browser.get(ui)
     browser.find_element(By.NAME, "token").send_keys(TOKEN)
-    browser.find_element(By.XPATH, "//button[text()='Sign in']").click()
+    _navigate_by(browser, browser.find_element(By.XPATH, "//button[text()='Sign in']"))
     browser.find_element(By.NAME, "actor").send_keys("Ada Lovelace")
-    browser.find_element(By.XPATH, "//button[text()='Approve']").click()
+    _navigate_by(browser, browser.find_element(By.XPATH, "//button[text()='Approve']"))
     assert browser.current_url.endswith(f"/incidents/{INCIDENT}")
     titles = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "ol.story li strong")]
     assert titles[-1] == f"Approved by Ada Lovelace (web) ({approval['id']})"
